@@ -1,0 +1,98 @@
+"""Agent state machine as an explicit transition table.
+
+The table is the single source of truth for what an agent may do next; the engine asks it
+for every change, so an illegal request fails with one clear message instead of corrupting
+the routing indexes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class AcdError(Exception):
+    """An illegal transition or an unknown id; the message says which and why."""
+
+
+class AgentState(StrEnum):
+    LOGGED_OUT = "logged_out"
+    READY = "ready"
+    RINGING = "ringing"  # reserved for one call (live ring or a callback being dialled)
+    ON_CALL = "on_call"
+    WRAP_UP = "wrap_up"
+    PAUSED = "paused"  # not ready, always with a reason
+
+
+class AgentEvent(StrEnum):
+    LOGIN = "login"
+    READY = "ready"
+    PAUSE = "pause"
+    LOGOUT = "logout"
+    OFFER = "offer"
+    ANSWER = "answer"
+    NO_ANSWER = "no_answer"
+    RING_FAILED = "ring_failed"
+    CALLER_GONE = "caller_gone"  # caller hung up while the agent was ringing
+    CALL_END = "call_end"
+    WRAP_END = "wrap_end"
+
+
+S = AgentState
+E = AgentEvent
+
+# (state, event) -> next state. Anything absent is illegal.
+TRANSITIONS: dict[tuple[AgentState, AgentEvent], AgentState] = {
+    (S.LOGGED_OUT, E.LOGIN): S.PAUSED,  # lands not-ready (reason "login") until the agent says so
+    (S.PAUSED, E.READY): S.READY,
+    (S.PAUSED, E.PAUSE): S.PAUSED,  # change of reason
+    (S.PAUSED, E.LOGOUT): S.LOGGED_OUT,
+    (S.READY, E.READY): S.READY,  # idempotent: a second "ready" keeps the idle time
+    (S.READY, E.PAUSE): S.PAUSED,
+    (S.READY, E.LOGOUT): S.LOGGED_OUT,
+    (S.READY, E.OFFER): S.RINGING,
+    (S.RINGING, E.ANSWER): S.ON_CALL,
+    (S.RINGING, E.NO_ANSWER): S.PAUSED,
+    (S.RINGING, E.RING_FAILED): S.PAUSED,
+    (S.RINGING, E.CALLER_GONE): S.READY,
+    (S.ON_CALL, E.CALL_END): S.WRAP_UP,
+    (S.WRAP_UP, E.WRAP_END): S.READY,
+    (S.WRAP_UP, E.READY): S.READY,  # agent ends wrap-up early
+    (S.WRAP_UP, E.PAUSE): S.PAUSED,
+    (S.WRAP_UP, E.LOGOUT): S.LOGGED_OUT,
+}
+
+# States in which the agent counts as handling work (for occupancy and the wait estimate).
+BUSY_STATES = frozenset({S.RINGING, S.ON_CALL, S.WRAP_UP})
+STAFFED_STATES = frozenset({S.READY, S.RINGING, S.ON_CALL, S.WRAP_UP, S.PAUSED})
+
+
+def next_state(agent_id: str, state: AgentState, event: AgentEvent) -> AgentState:
+    """The state after `event`, or AcdError naming the agent, the state and what is allowed."""
+    try:
+        return TRANSITIONS[(state, event)]
+    except KeyError:
+        allowed = sorted(e.value for (s, e) in TRANSITIONS if s is state)
+        raise AcdError(
+            f"agent {agent_id!r}: cannot {event.value!r} while {state.value!r} "
+            f"(allowed: {', '.join(allowed) or 'nothing'})"
+        ) from None
+
+
+@dataclass
+class Agent:
+    agent_id: str
+    skills: dict[str, int]
+    state: AgentState = AgentState.LOGGED_OUT
+    since: float = 0.0  # when the current state began; for READY this is the idle start
+    pause_reason: str | None = None
+    reachable: bool = True
+    call_id: str | None = None  # the one call it holds (ringing / on call / wrap-up)
+    wrap_up_seconds: float | None = None  # per-agent override
+    wrap_until: float | None = None
+    ready_token: int = 0  # bumps each time the agent enters READY; stale heap entries differ
+    pools: list[int] = field(default_factory=list)  # ids of the pools this agent belongs to
+
+    @property
+    def available(self) -> bool:
+        return self.state is AgentState.READY and self.reachable

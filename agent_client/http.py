@@ -1,0 +1,216 @@
+"""Agent routes: accounts, log-in, state, and the desktop WebSocket that carries screen-pops."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiohttp import WSMsgType, web
+
+from acd.engine import AcdError
+from acd.events import AcdEvent, AgentChanged
+from acd.service import AcdService
+from agent_client.service import Agent, AgentDirectory, AgentError, DesktopHub
+from cases.http import Principal, json_error, principal, read_object, text_field, to_json
+
+log = structlog.get_logger(__name__)
+
+DIRECTORY = web.AppKey("directory", AgentDirectory)
+DESKTOPS = web.AppKey("desktops", DesktopHub)
+ACD = web.AppKey("acd", AcdService)
+ADMIN_TOKEN = web.AppKey("admin_token", str)
+SIP_INFO: web.AppKey[dict[str, Any]] = web.AppKey("sip_info")
+AGENT = web.RequestKey("agent", Agent)
+# Called after an agent is created, so the PBX and the ACD learn of the new phone.
+AGENTS_CHANGED: web.AppKey[Callable[[Agent], Awaitable[None]]] = web.AppKey("agents_changed")
+
+routes = web.RouteTableDef()
+MAX_WS_MESSAGE = 16 * 1024
+
+
+def _token_of(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        return header[7:].strip()
+    return request.query.get("token")
+
+
+async def authenticate(request: web.Request) -> Principal:
+    """Bearer token (or ?token= for WebSockets): the admin token or an agent's session."""
+    token = _token_of(request)
+    if not token:
+        raise json_error(401, "missing bearer token")
+    if hmac.compare_digest(token.encode(), request.app[ADMIN_TOKEN].encode()):
+        return Principal("admin", "admin")
+    agent = await request.app[DIRECTORY].agent_for_token(token)
+    if agent is None:
+        raise json_error(401, "session unknown or expired; log in again")
+    request[AGENT] = agent
+    return Principal(agent.name, agent.role)
+
+
+async def current_agent(request: web.Request) -> Agent:
+    await principal(request, "agent", "supervisor")
+    return request[AGENT]
+
+
+def acd_call(change: Callable[[], None]) -> None:
+    try:
+        change()
+    except AcdError as exc:
+        raise json_error(409, str(exc)) from exc
+
+
+@routes.post("/api/agents")
+async def create_agent(request: web.Request) -> web.Response:
+    await principal(request, "admin")
+    body = await read_object(request)
+    try:
+        agent = await request.app[DIRECTORY].create(
+            name=text_field(body, "name", max_len=32),
+            password=text_field(body, "password", max_len=200),
+            display_name=text_field(body, "display_name", max_len=100, required=False),
+            role=text_field(body, "role", max_len=20, required=False) or "agent",
+            skills=body.get("skills"),
+        )
+    except AgentError as exc:
+        raise json_error(422, str(exc)) from exc
+    await request.app[AGENTS_CHANGED](agent)
+    return to_json({**agent.public(), "sip": _sip(request, agent)}, status=201)
+
+
+@routes.get("/api/agents")
+async def list_agents(request: web.Request) -> web.Response:
+    await principal(request, "admin", "supervisor")
+    acd = request.app[ACD]
+    agents = [
+        {**a.public(), "acd": acd.agent_view(a.name)}
+        for a in request.app[DIRECTORY].by_name.values()
+    ]
+    return to_json(agents)
+
+
+@routes.post("/api/login")
+async def login(request: web.Request) -> web.Response:
+    body = await read_object(request)
+    name = text_field(body, "name", max_len=32)
+    result = await request.app[DIRECTORY].authenticate(
+        name, text_field(body, "password", max_len=200)
+    )
+    if result is None:
+        log.info("login_failed", agent=name)
+        raise json_error(401, "wrong name or password")
+    agent, token = result
+    if agent.role == "agent":
+        acd_call(lambda: request.app[ACD].login(agent.name))
+    log.info("agent_logged_in", agent=agent.name)
+    return to_json({"token": token, "agent": agent.public(), "sip": _sip(request, agent)})
+
+
+@routes.post("/api/logout")
+async def logout(request: web.Request) -> web.Response:
+    agent = await current_agent(request)
+    if agent.role == "agent":
+        acd_call(lambda: request.app[ACD].logout(agent.name))
+    token = _token_of(request)
+    assert token is not None
+    await request.app[DIRECTORY].end_session(token)
+    return to_json({"ok": True})
+
+
+@routes.get("/api/me")
+async def me(request: web.Request) -> web.Response:
+    agent = await current_agent(request)
+    return to_json({**agent.public(), "acd": request.app[ACD].agent_view(agent.name)})
+
+
+@routes.post("/api/me/state")
+async def set_state(request: web.Request) -> web.Response:
+    agent = await current_agent(request)
+    body = await read_object(request)
+    _change_state(request.app, agent, body)
+    return to_json(request.app[ACD].agent_view(agent.name))
+
+
+def _change_state(app: web.Application, agent: Agent, body: dict[str, Any]) -> None:
+    state = text_field(body, "state", max_len=20)
+    acd = app[ACD]
+    if state == "ready":
+        acd_call(lambda: acd.set_ready(agent.name))
+    elif state in ("paused", "not_ready"):
+        reason = text_field(body, "reason", max_len=40, required=False) or "not ready"
+        acd_call(lambda: acd.pause(agent.name, reason))
+    else:
+        raise json_error(400, "state must be 'ready' or 'paused'")
+
+
+def _sip(request: web.Request, agent: Agent) -> dict[str, Any]:
+    info: dict[str, Any] = request.app[SIP_INFO]
+    sip = dict(info)
+    sip.update(username=agent.sip_endpoint, password=agent.sip_secret)
+    return sip
+
+
+@routes.get("/ws/agent")
+async def desktop_socket(request: web.Request) -> web.WebSocketResponse:
+    agent = await current_agent(request)
+    ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_WS_MESSAGE)
+    await ws.prepare(request)
+    hub = request.app[DESKTOPS]
+    desktop = hub.attach(agent.name, ws)
+    desktop.send(
+        {"type": "hello", "agent": agent.public(), "acd": request.app[ACD].agent_view(agent.name)}
+    )
+    pump = asyncio.create_task(desktop.pump())
+    log.info("desktop_connected", agent=agent.name)
+    try:
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                desktop.send({"type": "error", "code": 400, "error": "only JSON text messages"})
+                continue
+            desktop.send(_handle_desktop_message(request.app, agent, msg.data))
+    finally:
+        hub.detach(desktop)
+        desktop.close("disconnected")
+        pump.cancel()
+        log.info("desktop_disconnected", agent=agent.name, reason=desktop.closed_reason)
+    return ws
+
+
+def _handle_desktop_message(app: web.Application, agent: Agent, text: str) -> dict[str, Any]:
+    """Answer one message from a desktop; bad ones get an error reply, never a crash."""
+    try:
+        body = json.loads(text)
+        if not isinstance(body, dict) or not isinstance(body.get("type"), str):
+            raise ValueError("a message is a JSON object with a string 'type'")
+        kind = body["type"]
+        if kind == "ping":
+            return {"type": "pong"}
+        if kind == "state":
+            _change_state(app, agent, body)
+            return {"type": "state", "acd": app[ACD].agent_view(agent.name)}
+        raise ValueError(f"unknown message type {kind!r}")
+    except web.HTTPException as exc:
+        log.info("desktop_message_rejected", agent=agent.name, error=exc.text)
+        return {
+            "type": "error",
+            "code": exc.status,
+            "error": json.loads(exc.text or "{}").get("error"),
+        }
+    except ValueError as exc:  # includes JSONDecodeError
+        log.info("desktop_message_rejected", agent=agent.name, error=str(exc))
+        return {"type": "error", "code": 400, "error": str(exc)}
+
+
+def forward_acd_events(app: web.Application) -> Callable[[AcdEvent], None]:
+    """An ACD listener that tells each agent's desktop about its own state changes."""
+
+    def listener(event: AcdEvent) -> None:
+        if isinstance(event, AgentChanged):
+            app[DESKTOPS].send(event.agent_id, {"type": "state", "acd": event.view})
+
+    return listener

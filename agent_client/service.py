@@ -1,0 +1,281 @@
+"""Agents (accounts, phones, skills, sessions) and their desktop connections."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import structlog
+from aiohttp import web
+
+from cases.catalogue import Catalogue
+from cases.store import utcnow
+
+log = structlog.get_logger(__name__)
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,31}$")
+ROLES = ("agent", "supervisor")
+MIN_PASSWORD_LENGTH = 8
+# scrypt at n=2**14 costs ~50 ms: slow for guessing, fine for a log-in.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+
+
+class AgentError(ValueError):
+    """A request about agents that cannot be done as asked (the message says why)."""
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P)
+    b64 = base64.b64encode
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        expected = base64.b64decode(digest)
+        actual = hashlib.scrypt(
+            password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p)
+        )
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Agent:
+    id: int
+    name: str
+    display_name: str
+    sip_endpoint: str
+    sip_secret: str
+    skills: dict[str, int]
+    role: str
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "display_name": self.display_name,
+            "sip_endpoint": self.sip_endpoint,
+            "skills": self.skills,
+            "role": self.role,
+        }
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Agent:
+        return cls(
+            id=row["id"],
+            name=row["name"],
+            display_name=row["display_name"],
+            sip_endpoint=row["sip_endpoint"],
+            sip_secret=row["sip_secret"],
+            skills=dict(row["skills"]),
+            role=row["role"],
+        )
+
+
+class AgentDirectory:
+    """Agent accounts in PostgreSQL, with an in-memory copy for the hot path (endpoint look-ups)."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, catalogue: Catalogue, *, session_hours: int = 12
+    ) -> None:
+        self._pool = pool
+        self._catalogue = catalogue
+        self._session_lifetime = timedelta(hours=session_hours)
+        self.by_name: dict[str, Agent] = {}
+
+    async def load(self) -> list[Agent]:
+        rows = await self._pool.fetch("SELECT * FROM agents ORDER BY id")
+        self.by_name = {row["name"]: Agent.from_row(row) for row in rows}
+        return list(self.by_name.values())
+
+    def validate_skills(self, skills: Any) -> dict[str, int]:
+        if not isinstance(skills, dict) or not skills:
+            raise AgentError('skills must be an object like {"lang:pl": 5, "group:roads": 3}')
+        known = {f"lang:{c}" for c in self._catalogue.languages} | {
+            f"group:{c}" for c in self._catalogue.groups
+        }
+        clean: dict[str, int] = {}
+        for skill, level in skills.items():
+            if skill not in known:
+                raise AgentError(f"unknown skill {skill!r}; known: {sorted(known)}")
+            if not isinstance(level, int) or isinstance(level, bool) or not 1 <= level <= 5:
+                raise AgentError(f"proficiency of {skill!r} must be a whole number from 1 to 5")
+            clean[skill] = level
+        if not any(s.startswith("lang:") for s in clean):
+            raise AgentError("an agent needs at least one language skill")
+        return clean
+
+    async def create(
+        self,
+        *,
+        name: str,
+        password: str,
+        skills: Any,
+        display_name: str = "",
+        role: str = "agent",
+    ) -> Agent:
+        if not NAME_PATTERN.match(name):
+            raise AgentError("name: 1-32 of a-z 0-9 _ . -, starting with a letter or digit")
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise AgentError(f"password: at least {MIN_PASSWORD_LENGTH} characters")
+        if role not in ROLES:
+            raise AgentError(f"role must be one of {ROLES}")
+        clean_skills = self.validate_skills(skills) if role == "agent" else {}
+        password_hash = await asyncio.to_thread(hash_password, password)
+        try:
+            row = await self._pool.fetchrow(
+                "INSERT INTO agents (name, display_name, password_hash, sip_endpoint, sip_secret,"
+                " skills, role) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
+                name,
+                display_name or name,
+                password_hash,
+                f"agent-{name}",
+                secrets.token_urlsafe(18),
+                clean_skills,
+                role,
+            )
+        except asyncpg.UniqueViolationError as exc:
+            raise AgentError(f"an agent named {name!r} exists already") from exc
+        agent = Agent.from_row(row)
+        self.by_name[agent.name] = agent
+        log.info("agent_created", agent=name, role=role, skills=clean_skills)
+        return agent
+
+    async def authenticate(self, name: str, password: str) -> tuple[Agent, str] | None:
+        """Check the password and open the agent's one session (closing any older one)."""
+        row = await self._pool.fetchrow("SELECT * FROM agents WHERE name = $1", name)
+        stored = row["password_hash"] if row else hash_password("timing-equaliser")
+        ok = await asyncio.to_thread(verify_password, password, stored)
+        if row is None or not ok:
+            return None
+        token = secrets.token_urlsafe(32)
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("DELETE FROM agent_sessions WHERE agent_id = $1", row["id"])
+            await conn.execute(
+                "INSERT INTO agent_sessions (token_hash, agent_id, expires_at) VALUES ($1, $2, $3)",
+                _token_hash(token),
+                row["id"],
+                utcnow() + self._session_lifetime,
+            )
+        return Agent.from_row(row), token
+
+    async def agent_for_token(self, token: str) -> Agent | None:
+        row = await self._pool.fetchrow(
+            "SELECT a.* FROM agent_sessions s JOIN agents a ON a.id = s.agent_id"
+            " WHERE s.token_hash = $1 AND s.expires_at > now()",
+            _token_hash(token),
+        )
+        return Agent.from_row(row) if row else None
+
+    async def end_session(self, token: str) -> None:
+        await self._pool.execute(
+            "DELETE FROM agent_sessions WHERE token_hash = $1", _token_hash(token)
+        )
+
+    def endpoint_of(self, agent_id: str) -> str | None:
+        agent = self.by_name.get(agent_id)
+        return agent.sip_endpoint if agent else None
+
+
+class DesktopHub:
+    """One live desktop connection per agent, each with a bounded outbox.
+
+    A desktop that cannot keep up is disconnected rather than allowed to slow the loop; it
+    reconnects and gets the current state again.
+    """
+
+    def __init__(self, directory: AgentDirectory, *, outbox_size: int = 64) -> None:
+        self._directory = directory
+        self._outbox_size = outbox_size
+        self._connections: dict[str, _Desktop] = {}
+        self.last_pop: dict[str, dict[str, Any]] = {}
+
+    def endpoint_of(self, agent_id: str) -> str | None:
+        return self._directory.endpoint_of(agent_id)
+
+    def attach(self, agent_id: str, ws: web.WebSocketResponse) -> _Desktop:
+        old = self._connections.get(agent_id)
+        if old is not None:
+            old.close("replaced by a newer connection")
+        desktop = _Desktop(agent_id, ws, self._outbox_size)
+        self._connections[agent_id] = desktop
+        return desktop
+
+    def detach(self, desktop: _Desktop) -> None:
+        if self._connections.get(desktop.agent_id) is desktop:
+            del self._connections[desktop.agent_id]
+
+    def send(self, agent_id: str, message: Mapping[str, Any]) -> bool:
+        desktop = self._connections.get(agent_id)
+        return desktop.send(message) if desktop else False
+
+    def send_pop(self, agent_id: str, pop: Mapping[str, Any]) -> None:
+        message = {"type": "pop", **pop}
+        self.last_pop[agent_id] = message
+        delivered = self.send(agent_id, message)
+        log.info("screen_pop", agent=agent_id, delivered=delivered)
+
+    def send_call_update(self, agent_id: str, call_id: str, status: str) -> None:
+        self.send(agent_id, {"type": "call", "call_id": call_id, "status": status})
+
+    def close_all(self) -> None:
+        for desktop in list(self._connections.values()):
+            desktop.close("server shutting down")
+
+
+class _Desktop:
+    def __init__(self, agent_id: str, ws: web.WebSocketResponse, outbox_size: int) -> None:
+        self.agent_id = agent_id
+        self.ws = ws
+        self.outbox: asyncio.Queue[str | None] = asyncio.Queue(outbox_size)
+        self.closed_reason: str | None = None
+        self._closing: asyncio.Future[bool] | None = None
+
+    def send(self, message: Mapping[str, Any]) -> bool:
+        if self.closed_reason is not None:
+            return False
+        try:
+            self.outbox.put_nowait(json.dumps(message, default=str))
+            return True
+        except asyncio.QueueFull:
+            log.warning("desktop_too_slow", agent=self.agent_id)
+            self.close("too slow")
+            return False
+
+    def close(self, reason: str) -> None:
+        if self.closed_reason is None:
+            self.closed_reason = reason
+            try:
+                self.outbox.put_nowait(None)
+            except asyncio.QueueFull:
+                # The writer is stuck on a full socket: closing the socket wakes it.
+                self._closing = asyncio.ensure_future(self.ws.close(message=reason.encode()))
+
+    async def pump(self) -> None:
+        """Write the outbox to the socket until closed."""
+        while True:
+            text = await self.outbox.get()
+            if text is None:
+                await self.ws.close(message=(self.closed_reason or "").encode()[:120])
+                return
+            await self.ws.send_str(text)

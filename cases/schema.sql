@@ -1,0 +1,50 @@
+-- Calls and the cases agents record for them. Idempotent: applied again when it changes.
+
+CREATE TABLE IF NOT EXISTS calls (
+    id               uuid PRIMARY KEY,
+    asterisk_uniqueid text NOT NULL,
+    caller_number    text NOT NULL DEFAULT '',
+    language         text,
+    service_group    text,
+    arrived_at       timestamptz NOT NULL,
+    ivr_ended_at     timestamptz,
+    queued_at        timestamptz,
+    offered_at       timestamptz,
+    answered_at      timestamptz,
+    ended_at         timestamptz,
+    -- answered, abandoned_ivr, abandoned_queue, abandoned_ringing, fallback, failed
+    outcome          text,
+    agent            text,
+    offers           integer NOT NULL DEFAULT 0,
+    wait_seconds     double precision,
+    answered_within_target boolean,
+    recording_path   text
+);
+CREATE INDEX IF NOT EXISTS calls_caller_idx ON calls (caller_number, arrived_at DESC);
+CREATE INDEX IF NOT EXISTS calls_arrived_idx ON calls (arrived_at DESC);
+
+-- Every step of a call, in order: the record above is the summary, this is the trail.
+CREATE TABLE IF NOT EXISTS call_events (
+    id       bigserial PRIMARY KEY,
+    call_id  uuid NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
+    at       timestamptz NOT NULL DEFAULT now(),
+    kind     text NOT NULL,
+    detail   jsonb NOT NULL DEFAULT '{}'::jsonb
+);
+CREATE INDEX IF NOT EXISTS call_events_call_idx ON call_events (call_id, id);
+
+CREATE TABLE IF NOT EXISTS cases (
+    id             bigserial PRIMARY KEY,
+    call_id        uuid REFERENCES calls (id),
+    caller_number  text NOT NULL DEFAULT '',
+    service_group  text NOT NULL,
+    department     text NOT NULL,
+    description    text NOT NULL,
+    address        text NOT NULL DEFAULT '',
+    status         text NOT NULL DEFAULT 'open',
+    created_by     text,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    due_at         timestamptz
+);
+CREATE INDEX IF NOT EXISTS cases_caller_idx ON cases (caller_number, created_at DESC);
+CREATE INDEX IF NOT EXISTS cases_call_idx ON cases (call_id);

@@ -1,0 +1,3 @@
+from cityline.cli import main
+
+raise SystemExit(main())

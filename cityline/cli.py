@@ -1,0 +1,156 @@
+"""Command line: `cityline run`, `cityline stop`, `cityline agent add ...`, `cityline status`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from cityline.config import Settings
+from cityline.logs import configure_logging
+
+log = structlog.get_logger(__name__)
+
+
+def _pid_file(settings: Settings) -> Path:
+    return settings.state_dir / "cityline.pid"
+
+
+async def _run(settings: Settings) -> int:
+    from cityline.service import CityLine  # heavy imports only for the server
+
+    service = CityLine(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await service.start()
+    pid_file = _pid_file(settings)
+    pid_file.write_text(str(os.getpid()))
+    banner = service.addresses()
+    print("\nCityLine is running.", file=sys.stderr)
+    for key, value in banner.items():
+        print(f"  {key:18} {value}", file=sys.stderr)
+    print(
+        "  Agents: create one with\n"
+        "    cityline agent add NAME --password ... --skills lang:pl=5,group:roads=3\n"
+        "  register a SIP phone with the returned username/password; dial 19115 from another.\n"
+        "  Ctrl-C or `cityline stop` stops everything.\n",
+        file=sys.stderr,
+    )
+    try:
+        await stop.wait()
+    finally:
+        await service.stop()
+        pid_file.unlink(missing_ok=True)
+    return 0
+
+
+def _stop(settings: Settings) -> int:
+    pid_file = _pid_file(settings)
+    if not pid_file.exists():
+        print("cityline is not running (no pid file)", file=sys.stderr)
+        return 1
+    pid = int(pid_file.read_text())
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pid_file.unlink(missing_ok=True)
+        print("cityline was not running; removed the stale pid file", file=sys.stderr)
+        return 1
+    print(f"sent SIGTERM to {pid}", file=sys.stderr)
+    return 0
+
+
+def _api(settings: Settings, method: str, path: str, body: Any = None) -> Any:
+    token = (
+        os.environ.get("CITYLINE_ADMIN_TOKEN")
+        or (settings.state_dir / "admin-token").read_text().strip()
+    )
+    request = urllib.request.Request(
+        f"http://{settings.http_host}:{settings.http_port}{path}",
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        raise SystemExit(
+            f"{method} {path}: {exc.code} {exc.read().decode(errors='replace')}"
+        ) from exc
+    except urllib.error.URLError as exc:
+        raise SystemExit(
+            f"cannot reach the running service: {exc.reason} (is `cityline run` up?)"
+        ) from exc
+
+
+def parse_skills(text: str) -> dict[str, int]:
+    """'lang:pl=5,group:roads=3' -> {'lang:pl': 5, 'group:roads': 3}"""
+    skills: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, level = item.partition("=")
+        try:
+            skills[name] = int(level or "3")
+        except ValueError as exc:
+            raise SystemExit(f"skill {item!r}: proficiency must be a number 1-5") from exc
+    return skills
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cityline", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="start Asterisk, PostgreSQL (if needed) and the service")
+    sub.add_parser("stop", help="stop a running `cityline run`")
+    sub.add_parser("status", help="agents and their state, from the running service")
+    agent = sub.add_parser("agent", help="manage agents").add_subparsers(
+        dest="agent_command", required=True
+    )
+    add = agent.add_parser("add", help="create an agent (prints its SIP credentials)")
+    add.add_argument("name")
+    add.add_argument("--password", required=True)
+    add.add_argument("--skills", default="lang:pl=3,group:other=3")
+    add.add_argument("--display-name", default="")
+    add.add_argument("--role", default="agent", choices=["agent", "supervisor"])
+    args = parser.parse_args(argv)
+    settings = Settings()
+
+    if args.command == "run":
+        configure_logging(settings.log_level)
+        return asyncio.run(_run(settings))
+    if args.command == "stop":
+        return _stop(settings)
+    if args.command == "status":
+        print(json.dumps(_api(settings, "GET", "/api/agents"), indent=2))
+        return 0
+    if args.command == "agent" and args.agent_command == "add":
+        created = _api(
+            settings,
+            "POST",
+            "/api/agents",
+            {
+                "name": args.name,
+                "password": args.password,
+                "display_name": args.display_name,
+                "role": args.role,
+                "skills": parse_skills(args.skills),
+            },
+        )
+        print(json.dumps(created, indent=2))
+        return 0
+    parser.error("unknown command")
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,56 @@
+"""Settings of one CityLine process, read from CITYLINE_* environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"CITYLINE_{name}", default)
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(f"CITYLINE_{name}")
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise SystemExit(f"CITYLINE_{name} must be a whole number, got {raw!r}") from exc
+
+
+@dataclass
+class Settings:
+    # Where the service keeps its state (embedded PostgreSQL, admin token, Asterisk run dirs).
+    state_dir: Path = field(
+        default_factory=lambda: Path(_env("STATE_DIR", str(PROJECT_DIR / "var")))
+    )
+    cache_dir: Path = field(default_factory=lambda: Path(_env("CACHE", "/var/cache/cityline")))
+    recordings_dir: Path = field(
+        default_factory=lambda: Path(_env("RECORDINGS_DIR", str(PROJECT_DIR / "recordings")))
+    )
+    # Empty: start the embedded PostgreSQL in state_dir.
+    database_dsn: str = field(default_factory=lambda: _env("DATABASE_DSN", ""))
+    # Empty: the system Asterisk if installed, else the sandbox built by scripts/setup.sh.
+    asterisk_binary: str = field(default_factory=lambda: _env("ASTERISK_BINARY", ""))
+    instance_name: str = field(default_factory=lambda: _env("INSTANCE", "main"))
+    http_host: str = field(default_factory=lambda: _env("HTTP_HOST", "127.0.0.1"))
+    http_port: int = field(default_factory=lambda: _env_int("HTTP_PORT", 8080))
+    agi_port: int = field(default_factory=lambda: _env_int("AGI_PORT", 4573))
+    sip_port: int = field(default_factory=lambda: _env_int("SIP_PORT", 5060))
+    ami_port: int = field(default_factory=lambda: _env_int("AMI_PORT", 5038))
+    asterisk_http_port: int = field(default_factory=lambda: _env_int("ASTERISK_HTTP_PORT", 8088))
+    rtp_start: int = field(default_factory=lambda: _env_int("RTP_START", 10000))
+    rtp_end: int = field(default_factory=lambda: _env_int("RTP_END", 10999))
+    # How long an agent's phone rings before the call goes back to the queue.
+    ring_timeout_seconds: int = field(default_factory=lambda: _env_int("RING_TIMEOUT", 15))
+    wrap_up_seconds: int = field(default_factory=lambda: _env_int("WRAP_UP", 0))
+    answer_target_seconds: int = field(default_factory=lambda: _env_int("ANSWER_TARGET", 15))
+    session_hours: int = field(default_factory=lambda: _env_int("SESSION_HOURS", 12))
+    log_level: str = field(default_factory=lambda: _env("LOG_LEVEL", "INFO"))
+    # Set by tests: the service then skips starting its own Asterisk.
+    manage_asterisk: bool = field(default_factory=lambda: _env("MANAGE_ASTERISK", "1") == "1")

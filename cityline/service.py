@@ -1,0 +1,312 @@
+"""The CityLine process: starts every part in order, stops them in reverse.
+
+PostgreSQL (configured DSN, or the embedded server) -> migrations -> Asterisk (system or
+sandbox) with our config -> AMI -> ACD -> FastAGI -> HTTP. Tests start the same object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from acd.engine import Engine
+from acd.service import AcdService
+from agent_client import http as agent_http
+from agent_client.service import Agent, AgentDirectory, DesktopHub
+from cases import http as case_http
+from cases.catalogue import Catalogue, load_catalogue
+from cases.db import apply_migrations, create_pool, redact
+from cases.embedded import EmbeddedPostgres
+from cases.store import CallStore, CaseStore, utcnow
+from cityline.config import PROJECT_DIR, Settings
+from cityline.web import build_app
+from ivr.fastagi import FastAgiServer
+from ivr.prompts import render_prompts
+from ivr.service import CallHandler, CallSettings
+from pbx.ami import AmiLink
+from pbx.asterisk import (
+    AgentEndpoint,
+    AsteriskInstance,
+    AsteriskSettings,
+    find_asterisk,
+    reload_agents,
+)
+from recordings.service import RecordingCollector
+
+log = structlog.get_logger(__name__)
+
+SCHEMA_FILES = [
+    ("cases", PROJECT_DIR / "cases" / "schema.sql"),
+    ("agent_client", PROJECT_DIR / "agent_client" / "schema.sql"),
+]
+
+
+@dataclass
+class Running:
+    """What start() brought up, so stop() can take down exactly that, in reverse."""
+
+    stops: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+
+
+class CityLine:
+    def __init__(self, settings: Settings, *, catalogue: Catalogue | None = None) -> None:
+        self.settings = settings
+        self.catalogue = catalogue or load_catalogue()
+        self._running = Running()
+        self.dsn = settings.database_dsn
+        self.admin_token = ""
+        self.asterisk: AsteriskInstance | None = None
+        self.ami: AmiLink | None = None
+        self.acd: AcdService | None = None
+        self.agi: FastAgiServer | None = None
+        self.handler: CallHandler | None = None
+        self.directory: AgentDirectory | None = None
+        self.desktops: DesktopHub | None = None
+        self.http_port = settings.http_port
+        self.calls: CallStore | None = None
+        self._fallback_events: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+        # Asterisk uniqueid -> (call id, entered the fallback queue at)
+        self._fallback_calls: dict[str, tuple[uuid.UUID, datetime]] = {}
+
+    # -- start ----------------------------------------------------------------------------------
+    async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        s = self.settings
+        s.state_dir.mkdir(parents=True, exist_ok=True)
+        self.admin_token = self._admin_token()
+
+        if not self.dsn:
+            embedded = EmbeddedPostgres(s.state_dir / "postgres")
+            self.dsn = await embedded.start()
+            self._running.stops.append(embedded.stop)
+            log.info("embedded_postgres_started", dsn=redact(self.dsn))
+        pool = await create_pool(self.dsn)
+        self._running.stops.append(pool.close)
+        await apply_migrations(pool, SCHEMA_FILES)
+        self.calls = CallStore(pool)
+        cases = CaseStore(pool, self.catalogue)
+        self.directory = AgentDirectory(pool, self.catalogue, session_hours=s.session_hours)
+        agents = await self.directory.load()
+
+        self.asterisk = self._asterisk_instance()
+        self.asterisk.render_config()
+        self.asterisk.write_agents([AgentEndpoint(a.sip_endpoint, a.sip_secret) for a in agents])
+        await asyncio.to_thread(
+            render_prompts, self.catalogue, s.cache_dir / "prompts", self.asterisk.sounds_dir
+        )
+        await self.asterisk.start()
+        self._running.stops.append(self.asterisk.stop)
+
+        ast = self.asterisk.settings
+        self.ami = AmiLink("127.0.0.1", ast.ami_port, ast.ami_username, ast.ami_secret)
+        await self.ami.start()
+        self._running.stops.append(self.ami.stop)
+
+        engine = Engine(target_seconds=s.answer_target_seconds, wrap_up_seconds=s.wrap_up_seconds)
+        self.acd = AcdService(engine)
+        for agent in agents:
+            if agent.role == "agent":
+                self.acd.upsert_agent(agent.name, agent.skills)
+        await self.acd.start()
+        self._running.stops.append(self.acd.stop)
+
+        self.desktops = DesktopHub(self.directory)
+        recordings = RecordingCollector(
+            asterisk_spool_dir=self.asterisk.spool_dir,
+            host_path=self.asterisk.host_path,
+            archive_dir=s.recordings_dir,
+        )
+        self.handler = CallHandler(
+            calls=self.calls,
+            cases=cases,
+            acd=self.acd,
+            desktops=self.desktops,
+            recordings=recordings,
+            catalogue=self.catalogue,
+            settings=CallSettings(
+                ring_timeout_seconds=s.ring_timeout_seconds,
+                answer_target_seconds=s.answer_target_seconds,
+                prompt_dir=self.asterisk.asterisk_sounds_dir,
+            ),
+        )
+        self._running.stops.append(self.handler.drain)
+        self.ami.add_listener(self._on_ami_event)
+        follower = asyncio.create_task(self._follow_fallback_calls(), name="fallback-calls")
+        self._running.stops.append(lambda: _cancel(follower))
+
+        self.agi = FastAgiServer(self.handler, "127.0.0.1", s.agi_port)
+        await self.agi.start()
+        self._running.stops.append(self.agi.stop)
+
+        app = build_app([case_http.routes, agent_http.routes])
+        app[case_http.AUTHENTICATE] = agent_http.authenticate
+        app[case_http.CALLS] = self.calls
+        app[case_http.CASES] = cases
+        app[agent_http.DIRECTORY] = self.directory
+        app[agent_http.DESKTOPS] = self.desktops
+        app[agent_http.ACD] = self.acd
+        app[agent_http.ADMIN_TOKEN] = self.admin_token
+        app[agent_http.SIP_INFO] = {
+            "server": "127.0.0.1",
+            "port": ast.sip_port,
+            "transport": "udp",
+            "number": "19115",
+        }
+        app[agent_http.AGENTS_CHANGED] = self._agent_created
+        self.acd.subscribe(agent_http.forward_acd_events(app))
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, s.http_host, s.http_port, backlog=1024)
+        await site.start()
+        self.http_port = runner.addresses[0][1]
+        self._running.stops.append(runner.cleanup)
+        self._running.stops.append(self._close_desktops)
+        log.info("cityline_started", **self.addresses())
+
+    def _asterisk_instance(self) -> AsteriskInstance:
+        s = self.settings
+        location = find_asterisk(s.cache_dir, s.asterisk_binary or None)
+        settings = AsteriskSettings.for_location(
+            location,
+            s.instance_name,
+            sip_port=s.sip_port,
+            ami_port=s.ami_port,
+            agi_port=s.agi_port,
+            http_port=s.asterisk_http_port,
+            rtp_start=s.rtp_start,
+            rtp_end=s.rtp_end,
+        )
+        return AsteriskInstance(settings)
+
+    def _admin_token(self) -> str:
+        configured = os.environ.get("CITYLINE_ADMIN_TOKEN")
+        if configured:
+            return configured
+        path = self.settings.state_dir / "admin-token"
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(24))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    async def _close_desktops(self) -> None:
+        if self.desktops is not None:
+            self.desktops.close_all()
+
+    def addresses(self) -> dict[str, Any]:
+        s = self.settings
+        base = f"http://{s.http_host}:{self.http_port}"
+        return {
+            "number": "19115",
+            "sip_registrar": f"udp:127.0.0.1:{s.sip_port}",
+            "http": base,
+            "agent_websocket": base.replace("http", "ws", 1) + "/ws/agent",
+            "fastagi": f"agi://127.0.0.1:{self.agi.port if self.agi else s.agi_port}/city",
+            "ami": f"127.0.0.1:{s.ami_port}",
+            "database": redact(self.dsn),
+            "admin_token_file": str(s.state_dir / "admin-token"),
+        }
+
+    # -- agents and AMI -----------------------------------------------------------------------
+    async def _agent_created(self, agent: Agent) -> None:
+        assert self.asterisk and self.ami and self.acd and self.directory
+        endpoints = [
+            AgentEndpoint(a.sip_endpoint, a.sip_secret) for a in self.directory.by_name.values()
+        ]
+        self.asterisk.write_agents(endpoints)
+        await reload_agents(self.ami)
+        if agent.role == "agent":
+            self.acd.upsert_agent(agent.name, agent.skills)
+
+    def _on_ami_event(self, event: Mapping[str, str]) -> None:
+        name = event.get("Event", "")
+        if name == "DialEnd" and event.get("DialStatus") == "ANSWER" and self.handler:
+            self.handler.on_agent_answered(event.get("Uniqueid", ""))
+        elif name == "UserEvent" and event.get("UserEvent") == "CityLineFallback":
+            self._fallback_events.put_nowait(dict(event))
+        elif name in ("AgentConnect", "Hangup") and event.get("Uniqueid") in self._fallback_calls:
+            self._fallback_events.put_nowait(dict(event))
+
+    async def _follow_fallback_calls(self) -> None:
+        """Keep the records of calls in the fallback queue, one event at a time, in order."""
+        while True:
+            event = await self._fallback_events.get()
+            try:
+                await self._fallback_event(event)
+            except Exception:
+                log.exception("fallback_record_failed", ami_event=event)
+
+    async def _fallback_event(self, event: dict[str, str]) -> None:
+        assert self.calls is not None and self.directory is not None
+        uniqueid = event.get("Uniqueid", "")
+        if event.get("Event") == "UserEvent":
+            try:
+                call_id: uuid.UUID | None = uuid.UUID(event.get("CallId", ""))
+            except ValueError:
+                call_id = None  # the service never saw this call (it was down)
+            if call_id is None or await self.calls.get_call(call_id) is None:
+                call_id = uuid.uuid4()
+                await self.calls.create_call(
+                    call_id,
+                    asterisk_uniqueid=uniqueid,
+                    caller_number=event.get("Caller", ""),
+                    arrived_at=utcnow(),
+                )
+            now = utcnow()
+            await self.calls.update_call(call_id, outcome="fallback", queued_at=now)
+            await self.calls.add_event(call_id, "fallback", {"agi_status": event.get("AgiStatus")})
+            self._fallback_calls[uniqueid] = (call_id, now)
+            log.warning("call_in_fallback_queue", call_id=str(call_id), uniqueid=uniqueid)
+            return
+        call_id, queued_at = self._fallback_calls[uniqueid]
+        if event.get("Event") == "AgentConnect":
+            endpoint = event.get("Interface", "").removeprefix("PJSIP/")
+            agent = next(
+                (a.name for a in self.directory.by_name.values() if a.sip_endpoint == endpoint),
+                endpoint,
+            )
+            answered = utcnow()
+            wait = (answered - queued_at).total_seconds()
+            await self.calls.update_call(
+                call_id,
+                answered_at=answered,
+                agent=agent,
+                wait_seconds=round(wait, 3),
+                answered_within_target=wait <= self.settings.answer_target_seconds,
+            )
+            await self.calls.add_event(call_id, "answered", {"agent": agent, "via": "fallback"})
+        else:
+            del self._fallback_calls[uniqueid]
+            await self.calls.update_call(call_id, ended_at=utcnow())
+            await self.calls.add_event(call_id, "ended", {"outcome": "fallback"})
+
+    # -- stop -------------------------------------------------------------------------------------
+    async def stop(self) -> None:
+        while self._running.stops:
+            stop = self._running.stops.pop()
+            try:
+                await asyncio.wait_for(stop(), timeout=15)
+            except Exception:
+                log.exception("stop_step_failed", step=getattr(stop, "__qualname__", repr(stop)))
+        log.info("cityline_stopped")
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

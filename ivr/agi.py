@@ -1,0 +1,358 @@
+"""AGI wire codec: bytes from Asterisk in, typed events out; commands out as bytes.
+
+Sans-IO: no sockets, no clock. The parser is a small state machine whose transitions are a
+table (state, line kind) -> (action, next state), so every accepted sequence is visible in
+one place and anything not in the table is a protocol error.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import ClassVar
+from urllib.parse import parse_qs
+
+__all__ = [
+    "MAX_BLOCK_LINES",
+    "MAX_HEADER_LINES",
+    "MAX_LINE",
+    "AgiDeadChannel",
+    "AgiEvent",
+    "AgiHangupNotice",
+    "AgiHeader",
+    "AgiParser",
+    "AgiProtocolError",
+    "AgiReply",
+    "AgiUsageError",
+    "ParserState",
+    "encode_command",
+]
+
+MAX_LINE = 8192  # bytes, without the newline
+MAX_HEADER_LINES = 200
+MAX_BLOCK_LINES = 200  # lines in one 520- usage block
+
+_USAGE_END = "520 End of proper usage."
+
+
+class AgiProtocolError(Exception):
+    """The peer sent something that is not AGI; the session cannot be trusted any more."""
+
+    def __init__(self, reason: str, line: str = "") -> None:
+        super().__init__(f"{reason}: {line!r}" if line else reason)
+        self.reason = reason
+        self.line = line
+
+
+@dataclass(frozen=True)
+class AgiHeader:
+    """The `agi_*` environment sent once at the start of a session."""
+
+    env: dict[str, str]
+    script: str = ""
+    params: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AgiReply:
+    """One reply line, e.g. `200 result=1 (timeout) endpos=1234`."""
+
+    code: int
+    result: str
+    data: str
+    raw: str
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AgiUsageError:
+    """520: Asterisk rejected the command's syntax (single line or a `520-` block)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class AgiHangupNotice:
+    """An unsolicited `HANGUP` line: the caller has gone (sent when AGISIGHUP is not `no`)."""
+
+
+@dataclass(frozen=True)
+class AgiDeadChannel:
+    """511: the command was refused because the channel is dead."""
+
+    text: str = ""
+
+
+AgiEvent = AgiHeader | AgiReply | AgiUsageError | AgiHangupNotice | AgiDeadChannel
+
+
+class ParserState(enum.Enum):
+    HEADER = "header"  # reading agi_* lines up to the blank line
+    READY = "ready"  # between replies
+    USAGE = "usage"  # inside a 520- block, waiting for the closing 520 line
+    ERROR = "error"  # a protocol error happened; the stream is desynchronised for good
+
+
+class _Kind(enum.Enum):
+    BLANK = enum.auto()
+    ENV = enum.auto()  # agi_key: value
+    HANGUP = enum.auto()
+    TRYING = enum.auto()  # 100 ...
+    DEAD = enum.auto()  # 511 ...
+    USAGE_START = enum.auto()  # 520-...
+    USAGE_LINE = enum.auto()  # 520 ... (a whole usage error on one line)
+    REPLY = enum.auto()  # any other NNN ...
+    TEXT = enum.auto()  # anything else (legal only inside a usage block)
+    USAGE_END = enum.auto()  # the line that closes a usage block
+
+
+_ENV_RE = re.compile(r"(agi_[A-Za-z0-9_]+):(?: (.*))?")
+_CODE_RE = re.compile(r"([1-9][0-9]{2})([ -])(.*)")
+_RESULT_RE = re.compile(r"result=(\S*)(?: (.*))?")
+_EXTRA_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)")
+
+
+def _classify(state: ParserState, line: str) -> _Kind:
+    if state is ParserState.USAGE:
+        # Asterisk writes the usage text with "%s" and no newline of its own, so the closing
+        # marker can be glued to the end of the last usage line.
+        if line.startswith("520 ") or line.endswith(_USAGE_END):
+            return _Kind.USAGE_END
+        return _Kind.TEXT
+    if not line:
+        return _Kind.BLANK
+    if state is ParserState.HEADER:
+        return _Kind.ENV if _ENV_RE.fullmatch(line) else _Kind.TEXT
+    if line == "HANGUP":
+        return _Kind.HANGUP
+    m = _CODE_RE.fullmatch(line)
+    if m is None:
+        return _Kind.TEXT
+    code, sep = m.group(1), m.group(2)
+    if code == "100":
+        return _Kind.TRYING
+    if code == "520":
+        return _Kind.USAGE_START if sep == "-" else _Kind.USAGE_LINE
+    if sep == "-":
+        return _Kind.TEXT  # no other multi-line replies exist in AGI
+    if code == "511":
+        return _Kind.DEAD
+    return _Kind.REPLY
+
+
+def parse_reply(line: str) -> AgiReply:
+    """Parse one `NNN result=X (data) k=v ...` line (also used for non-200 codes)."""
+    m = _CODE_RE.fullmatch(line)
+    if m is None or m.group(2) != " ":
+        raise AgiProtocolError("malformed reply", line)
+    code = int(m.group(1))
+    rest = m.group(3)
+    rm = _RESULT_RE.fullmatch(rest)
+    if rm is None:
+        if code == 200:
+            raise AgiProtocolError("200 reply without result=", line)
+        # e.g. "510 Invalid or unknown command": the text is the data
+        return AgiReply(code=code, result="", data=rest, raw=line)
+    result, tail = rm.group(1), rm.group(2) or ""
+    data, extra = _split_tail(tail)
+    return AgiReply(code=code, result=result, data=data, raw=line, extra=extra)
+
+
+def _split_tail(tail: str) -> tuple[str, dict[str, str]]:
+    """Split what follows `result=X` into the parenthesised data and key=value pairs."""
+    tail = tail.strip(" ")
+    if not tail:
+        return "", {}
+    if tail.startswith("("):
+        # GET VARIABLE prints the value raw inside (...), so the value may itself hold ")":
+        # a tail that ends in ")" is all data; otherwise the last ") " before key=value pairs.
+        if tail.endswith(")"):
+            return tail[1:-1], {}
+        for i in range(len(tail) - 1, 0, -1):
+            if tail[i] == ")" and tail[i + 1 : i + 2] == " ":
+                extra = _parse_extra(tail[i + 2 :])
+                if extra is not None:
+                    return tail[1:i], extra
+        return tail, {}
+    extra = _parse_extra(tail)
+    if extra is None:
+        # free text such as "Gosub label not found"
+        return tail, {}
+    return "", extra
+
+
+def _parse_extra(text: str) -> dict[str, str] | None:
+    """`endpos=1 results=foo bar` -> {'endpos': '1', 'results': 'foo bar'}; None if not pairs."""
+    out: dict[str, str] = {}
+    key: str | None = None
+    for token in text.split(" "):
+        m = _EXTRA_RE.fullmatch(token)
+        if m is not None:
+            key = m.group(1)
+            out[key] = m.group(2)
+        elif key is None:
+            return None
+        else:
+            # a value with spaces (speech results): glue it to the previous key
+            out[key] = f"{out[key]} {token}"
+    return out
+
+
+def _header_event(env: dict[str, str]) -> AgiHeader:
+    # FastAGI URLs carry parameters: agi://host/city?lang=pl -> script "city", params {lang: pl}
+    script, _, query = env.get("agi_network_script", "").partition("?")
+    params = {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
+    return AgiHeader(env=env, script=script, params=params)
+
+
+_Action = Callable[["AgiParser", str], "AgiEvent | None"]
+
+
+class AgiParser:
+    """Incremental parser of what Asterisk sends on an AGI connection."""
+
+    def __init__(self) -> None:
+        self.state = ParserState.HEADER
+        self._buf = bytearray()
+        self._env: dict[str, str] = {}
+        self._header_lines = 0
+        self._block: list[str] = []
+
+    # -- actions: each returns the event it completes, if any --------------------------------
+
+    def _env_line(self, line: str) -> None:
+        self._header_lines += 1
+        if self._header_lines > MAX_HEADER_LINES:
+            raise AgiProtocolError(f"header longer than {MAX_HEADER_LINES} lines", line)
+        m = _ENV_RE.fullmatch(line)
+        assert m is not None  # classified as ENV
+        self._env[m.group(1)] = m.group(2) or ""
+
+    def _header_end(self, line: str) -> AgiHeader:
+        if not self._env:
+            raise AgiProtocolError("empty header", line)
+        return _header_event(self._env)
+
+    def _skip(self, line: str) -> None:
+        return None
+
+    def _hangup(self, line: str) -> AgiHangupNotice:
+        return AgiHangupNotice()
+
+    def _dead(self, line: str) -> AgiDeadChannel:
+        return AgiDeadChannel(text=line[4:])
+
+    def _reply(self, line: str) -> AgiReply:
+        return parse_reply(line)
+
+    def _usage_line(self, line: str) -> AgiUsageError:
+        return AgiUsageError(text=line[4:])
+
+    def _usage_start(self, line: str) -> None:
+        self._block = [line[4:]]
+
+    def _usage_text(self, line: str) -> None:
+        self._block.append(line)
+        if len(self._block) > MAX_BLOCK_LINES:
+            raise AgiProtocolError(f"usage block longer than {MAX_BLOCK_LINES} lines", line)
+
+    def _usage_end(self, line: str) -> AgiUsageError:
+        if not line.startswith("520 "):
+            self._block.append(line[: -len(_USAGE_END)])  # text glued before the marker
+        text = "\n".join(self._block).strip("\n")
+        self._block = []
+        return AgiUsageError(text=text)
+
+    # (state, kind) -> (action, next state); a missing pair is a protocol error
+    _TABLE: ClassVar[dict[tuple[ParserState, _Kind], tuple[_Action, ParserState]]] = {
+        (ParserState.HEADER, _Kind.ENV): (_env_line, ParserState.HEADER),
+        (ParserState.HEADER, _Kind.BLANK): (_header_end, ParserState.READY),
+        # Asterisk never sends blank lines between replies; tolerating them costs nothing
+        (ParserState.READY, _Kind.BLANK): (_skip, ParserState.READY),
+        (ParserState.READY, _Kind.TRYING): (_skip, ParserState.READY),
+        (ParserState.READY, _Kind.HANGUP): (_hangup, ParserState.READY),
+        (ParserState.READY, _Kind.DEAD): (_dead, ParserState.READY),
+        (ParserState.READY, _Kind.REPLY): (_reply, ParserState.READY),
+        (ParserState.READY, _Kind.USAGE_LINE): (_usage_line, ParserState.READY),
+        (ParserState.READY, _Kind.USAGE_START): (_usage_start, ParserState.USAGE),
+        (ParserState.USAGE, _Kind.TEXT): (_usage_text, ParserState.USAGE),
+        (ParserState.USAGE, _Kind.USAGE_END): (_usage_end, ParserState.READY),
+    }
+
+    # -- public API ----------------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> list[AgiEvent]:
+        """Consume bytes; return the events they complete. Raises AgiProtocolError."""
+        if self.state is ParserState.ERROR:
+            raise AgiProtocolError("parser already failed")
+        self._buf += data
+        events: list[AgiEvent] = []
+        try:
+            while True:
+                nl = self._buf.find(b"\n")
+                if nl < 0:
+                    if len(self._buf) > MAX_LINE:
+                        raise AgiProtocolError(
+                            f"line longer than {MAX_LINE} bytes", self._preview(self._buf)
+                        )
+                    break
+                raw = bytes(self._buf[:nl])
+                del self._buf[: nl + 1]
+                if len(raw) > MAX_LINE:
+                    raise AgiProtocolError(
+                        f"line longer than {MAX_LINE} bytes", self._preview(raw)
+                    )
+                event = self._line(raw.rstrip(b"\r").decode("utf-8", errors="replace"))
+                if event is not None:
+                    events.append(event)
+        except AgiProtocolError:
+            self.state = ParserState.ERROR
+            raise
+        return events
+
+    def close(self) -> None:
+        """The peer closed the stream. Raises AgiProtocolError if it stopped mid-message."""
+        if self.state is ParserState.HEADER:
+            raise AgiProtocolError("connection closed before the header ended")
+        if self.state is ParserState.USAGE:
+            raise AgiProtocolError("connection closed inside a usage block")
+        # an unterminated last line is dropped: nothing waits for a partial reply
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _line(self, line: str) -> AgiEvent | None:
+        kind = _classify(self.state, line)
+        entry = self._TABLE.get((self.state, kind))
+        if entry is None:
+            raise AgiProtocolError(f"unexpected line in state {self.state.value}", line)
+        action, next_state = entry
+        event = action(self, line)
+        self.state = next_state
+        return event
+
+    @staticmethod
+    def _preview(raw: bytes | bytearray) -> str:
+        return bytes(raw[:80]).decode("utf-8", errors="replace") + "..."
+
+
+_NEEDS_QUOTES = re.compile(r'[\s"\\]')
+
+
+def encode_command(*words: str) -> bytes:
+    """Encode one AGI command line, quoting arguments the way res_agi's parse_args reads them."""
+    if not words:
+        raise ValueError("empty AGI command")
+    out: list[str] = []
+    for word in words:
+        # A newline would end this command and start a second one chosen by the caller's data;
+        # NUL would cut the C string short.
+        if any(c in word for c in "\r\n\x00"):
+            raise ValueError(f"AGI argument contains a line break or NUL: {word!r}")
+        if word == "" or _NEEDS_QUOTES.search(word):
+            escaped = word.replace("\\", "\\\\").replace('"', '\\"')
+            out.append(f'"{escaped}"')
+        else:
+            out.append(word)
+    return (" ".join(out) + "\n").encode("utf-8")

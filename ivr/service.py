@@ -1,0 +1,403 @@
+"""One resident's call, from the first AGI line to the call record.
+
+The FastAGI session holds the call to its end: keypad dialog, queue with music on hold,
+ring the offered agent (screen-pop at the same moment), talk, and the call record. If this
+code fails, the session closes without CITYLINE_DONE and the dialplan's fallback queue takes
+the caller, so a fault here never drops a resident.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import structlog
+
+from acd.engine import Offer
+from acd.service import AcdService
+from cases.catalogue import Catalogue
+from cases.store import CallStore, CaseStore, utcnow
+from ivr.dialog import Ask, KeypadDialog, Route
+from ivr.fastagi import AgiChannel, AgiError, AgiHangup
+
+log = structlog.get_logger(__name__)
+
+CITY_SCRIPT = "city"
+KEYS = "0123456789*#"
+# How long one EXEC Dial may hold the AGI session: ring plus the whole conversation.
+LONGEST_CONVERSATION_SECONDS = 4 * 3600.0
+
+
+class Desktops(Protocol):
+    """The agents' side, as the call sees it (implemented by agent_client)."""
+
+    def endpoint_of(self, agent_id: str) -> str | None: ...
+
+    def send_pop(self, agent_id: str, pop: Mapping[str, Any]) -> None: ...
+
+    def send_call_update(self, agent_id: str, call_id: str, status: str) -> None: ...
+
+
+class Recordings(Protocol):
+    def asterisk_path_for(self, call_id: str) -> str: ...
+
+    async def collect(self, call_id: str, asterisk_path: str) -> str | None: ...
+
+
+@dataclass
+class CallSettings:
+    ring_timeout_seconds: int = 15
+    answer_target_seconds: float = 15.0
+    prompt_dir: str = ""  # prompt files as Asterisk sees them: <prompt_dir>/<lang>/<name>
+    # Hold classes per language (asterisk-conf/musiconhold.conf), announcing "please hold".
+    moh_class_prefix: str = "cityline-hold-"
+
+
+@dataclass
+class LiveCall:
+    """What the AMI side needs to reach a call in progress."""
+
+    call_id: str
+    asterisk_uniqueid: str
+    answered: asyncio.Event = field(default_factory=asyncio.Event)
+    answered_at: float | None = None
+
+
+class CallHandler:
+    """The FastAGI handler: one instance serves every call."""
+
+    def __init__(
+        self,
+        *,
+        calls: CallStore,
+        cases: CaseStore,
+        acd: AcdService,
+        desktops: Desktops,
+        recordings: Recordings,
+        catalogue: Catalogue,
+        settings: CallSettings,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._calls = calls
+        self._cases = cases
+        self._acd = acd
+        self._desktops = desktops
+        self._recordings = recordings
+        self._catalogue = catalogue
+        self._settings = settings
+        self._clock = clock
+        self.live: dict[str, LiveCall] = {}  # by Asterisk uniqueid, for AMI events
+        self._background: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, work: Awaitable[Any]) -> None:
+        """Work that outlives the call's session (recording collection), kept until done."""
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        if self._background:
+            await asyncio.wait(self._background, timeout=timeout)
+
+    async def __call__(self, channel: AgiChannel) -> None:
+        if channel.script != CITY_SCRIPT:
+            log.warning("agi_unknown_script", script=channel.script)
+            return  # no CITYLINE_DONE: the dialplan's fallback serves the caller
+        call_id = str(uuid.uuid4())
+        live = LiveCall(call_id, channel.uniqueid)
+        with structlog.contextvars.bound_contextvars(call_id=call_id):
+            self.live[channel.uniqueid] = live
+            try:
+                await CallSession(self, channel, live).run()
+            finally:
+                self.live.pop(channel.uniqueid, None)
+
+    def on_agent_answered(self, asterisk_uniqueid: str) -> None:
+        """From AMI (DialEnd ANSWER): the agent picked up while Dial still holds the session."""
+        live = self.live.get(asterisk_uniqueid)
+        if live is not None and not live.answered.is_set():
+            live.answered_at = self._clock()
+            live.answered.set()
+            self._acd.answered(live.call_id)
+
+
+class CallSession:
+    def __init__(self, handler: CallHandler, channel: AgiChannel, live: LiveCall) -> None:
+        self.h = handler
+        self.channel = channel
+        self.live = live
+        self.call_id = live.call_id
+        self.db_id = uuid.UUID(live.call_id)
+        self.phase = "ivr"
+        self.queued_at: float | None = None
+        self.offers = 0
+        self.agent_id: str | None = None
+        self._offered_at = 0.0
+        self.recording: str | None = None
+        self.outcome = "failed"
+        self.language = "pl"
+
+    def _ts(self, at: float) -> datetime:
+        return datetime.fromtimestamp(at, tz=utcnow().tzinfo)
+
+    async def run(self) -> None:
+        h = self.h
+        caller = self.channel.caller_number
+        log.info("call_arrived", caller=caller, uniqueid=self.channel.uniqueid)
+        await h._calls.create_call(
+            self.db_id,
+            asterisk_uniqueid=self.channel.uniqueid,
+            caller_number=caller,
+            arrived_at=utcnow(),
+        )
+        handled = False
+        try:
+            await self.channel.set_variable("CITYLINE_CALL_ID", self.call_id)
+            route = await self._keypad()
+            await h._calls.update_call(
+                self.db_id,
+                language=route.language,
+                service_group=route.group,
+                ivr_ended_at=utcnow(),
+            )
+            await h._calls.add_event(
+                self.db_id,
+                "ivr_done",
+                {"language": route.language, "group": route.group, "reason": route.reason},
+            )
+            self.language = route.language
+            if route.group is None:
+                await self._play("any_agent")
+            handled = await self._queue_and_connect(route)
+        except AgiHangup:
+            if self.phase == "ringing" and not self.live.answered.is_set():
+                # The caller may have hung up after talking; the channel still tells.
+                with contextlib.suppress(AgiHangup, AgiError):
+                    if await self.channel.get_variable("DIALSTATUS") == "ANSWER":
+                        await self._talked(self._offered_at)
+            if self.live.answered.is_set():
+                self.outcome = "answered"
+            else:
+                self.outcome = f"abandoned_{self.phase}"
+            log.info("caller_hung_up", phase=self.phase, outcome=self.outcome)
+            handled = True
+        finally:
+            await self._leave_acd()
+            with contextlib.suppress(AgiHangup, AgiError):
+                if handled:
+                    await self.channel.set_variable("CITYLINE_DONE", "1")
+            await self._write_record()
+
+    async def _keypad(self) -> Route:
+        dialog = KeypadDialog(self.h._catalogue)
+        step: Ask | Route = dialog.start()
+        while isinstance(step, Ask):
+            try:
+                digits = await self._ask(step)
+            except AgiHangup:
+                if not await self._caller_still_there():
+                    raise
+                # A prompt Asterisk could not play: the resident still gets an agent.
+                log.error("prompt_failed", prompts=step.prompts, language=step.language)
+                return Route(dialog.language, None, "prompt_failed")
+            log.info("ivr_input", step=step.step.value, digits=digits)
+            step = dialog.on_input(digits)
+        return step
+
+    async def _ask(self, step: Ask) -> str:
+        """Play the prompts (a key interrupts any of them) and collect the answer."""
+        *preface, menu = step.prompts
+        for name in preface:
+            pressed = await self.channel.stream_file(self._prompt(name, step.language), KEYS)
+            if pressed:
+                return pressed
+        return await self.channel.get_data(
+            self._prompt(menu, step.language), step.timeout_ms, step.max_digits
+        )
+
+    async def _caller_still_there(self) -> bool:
+        """-1 from a prompt means a hang-up or an unplayable file; the channel tells which."""
+        if self.channel.hung_up or self.channel.closed:
+            return False
+        try:
+            await self.channel.command("CHANNEL", "STATUS")
+        except (AgiHangup, AgiError):
+            return False
+        return True
+
+    async def _queue_and_connect(self, route: Route) -> bool:
+        h = self.h
+        caller = self.channel.caller_number
+        history = await h._cases.caller_history(caller)  # ready before any agent rings
+        self.phase = "queue"
+        self.queued_at = h._clock()
+        await h._calls.update_call(self.db_id, queued_at=self._ts(self.queued_at))
+        await h._calls.add_event(self.db_id, "queued")
+        ticket = h._acd.enqueue(self.call_id, language=route.language, group=route.group)
+        log.info("call_queued", language=route.language, group=route.group)
+        while True:
+            await self.channel.set_music(True, f"{h._settings.moh_class_prefix}{route.language}")
+            offer = await self._wait_for_offer(ticket.next_offer())
+            await self.channel.set_music(False)
+            if await self._ring(offer, route, history):
+                return True
+
+    async def _wait_for_offer(self, offer_wait: Awaitable[Offer]) -> Offer:
+        offer_task = asyncio.ensure_future(offer_wait)
+        hangup_task = asyncio.ensure_future(self.channel.wait_hangup())
+        try:
+            await asyncio.wait({offer_task, hangup_task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            hangup_task.cancel()
+        if offer_task.done():
+            return offer_task.result()
+        offer_task.cancel()
+        raise AgiHangup("caller hung up in the queue")
+
+    async def _ring(self, offer: Offer, route: Route, history: list[dict[str, Any]]) -> bool:
+        """Ring the offered agent; True when they talked, False to wait for the next offer."""
+        h = self.h
+        self.phase = "ringing"
+        self.offers += 1
+        self.agent_id = offer.agent_id
+        offered_at = self._offered_at = h._clock()
+        endpoint = h._desktops.endpoint_of(offer.agent_id)
+        await h._calls.update_call(self.db_id, offered_at=self._ts(offered_at))
+        await h._calls.add_event(
+            self.db_id, "offered", {"agent": offer.agent_id, "rung": offer.rung}
+        )
+        if endpoint is None:
+            log.error("offered_agent_has_no_phone", agent=offer.agent_id)
+            h._acd.ring_failed(self.call_id)
+            return False
+        assert self.queued_at is not None
+        pop = {
+            "call_id": self.call_id,
+            "caller_number": self.channel.caller_number,
+            "language": route.language,
+            "service_group": route.group,
+            "service_group_name": (
+                h._catalogue.groups[route.group].names.get(route.language) if route.group else None
+            ),
+            "ivr_route": route.reason,
+            "queued_at": self.queued_at,
+            "waited_seconds": round(offered_at - self.queued_at, 1),
+            "earlier_cases": [_json_ready(c) for c in history],
+        }
+        if self.recording is None:
+            self.recording = h._recordings.asterisk_path_for(self.call_id)
+            # b: record only while bridged, so the file is the conversation, not the music.
+            await self.channel.exec("MixMonitor", f"{self.recording},b")
+        h._desktops.send_pop(offer.agent_id, pop)  # the pop and the ring leave together
+        log.info("ringing_agent", agent=offer.agent_id, endpoint=endpoint)
+        await self.channel.exec(
+            "Dial",
+            f"PJSIP/{endpoint}",
+            str(h._settings.ring_timeout_seconds),
+            "",
+            timeout=LONGEST_CONVERSATION_SECONDS,
+        )
+        status = await self.channel.get_variable("DIALSTATUS") or ""
+        if status == "ANSWER" or self.live.answered.is_set():
+            await self._talked(offered_at)
+            return True
+        log.info("agent_did_not_answer", agent=offer.agent_id, dial_status=status)
+        h._desktops.send_call_update(offer.agent_id, self.call_id, "missed")
+        await h._calls.add_event(
+            self.db_id, "ring_failed", {"agent": offer.agent_id, "status": status}
+        )
+        self.agent_id = None
+        if status in ("NOANSWER", "BUSY"):
+            h._acd.ring_no_answer(self.call_id)
+        else:  # CHANUNAVAIL, CONGESTION: the phone is not there
+            h._acd.ring_failed(self.call_id)
+        self.phase = "queue"
+        return False
+
+    async def _talked(self, offered_at: float) -> None:
+        h = self.h
+        if not self.live.answered.is_set():
+            # AMI missed the answer: Asterisk's own timers tell when it happened.
+            dialed = float(await self.channel.get_variable("DIALEDTIME") or 0)
+            talked = float(await self.channel.get_variable("ANSWEREDTIME") or 0)
+            self.live.answered_at = offered_at + max(dialed - talked, 0.0)
+            self.live.answered.set()
+            h._acd.answered(self.call_id)
+        self.phase = "talking"
+        self.outcome = "answered"
+        if self.agent_id:
+            h._desktops.send_call_update(self.agent_id, self.call_id, "ended")
+        with contextlib.suppress(AgiHangup, AgiError):
+            await self.channel.exec("StopMixMonitor")
+
+    async def _leave_acd(self) -> None:
+        if self.queued_at is not None:
+            talked = self.live.answered.is_set()
+            if not talked and self.agent_id:
+                self.h._desktops.send_call_update(self.agent_id, self.call_id, "abandoned")
+            self.h._acd.finish(self.call_id, talked=talked)
+
+    async def _write_record(self) -> None:
+        h = self.h
+        ended = h._clock()
+        fields: dict[str, Any] = {
+            "ended_at": self._ts(ended),
+            "outcome": self.outcome,
+            "offers": self.offers,
+        }
+        if self.queued_at is not None:
+            answered_at = self.live.answered_at
+            waited_until = answered_at if answered_at is not None else ended
+            wait = max(waited_until - self.queued_at, 0.0)
+            fields["wait_seconds"] = round(wait, 3)
+            fields["answered_within_target"] = (
+                answered_at is not None and wait <= h._settings.answer_target_seconds
+            )
+            if answered_at is not None:
+                fields["answered_at"] = self._ts(answered_at)
+        if self.agent_id is not None:
+            fields["agent"] = self.agent_id
+        try:
+            await h._calls.update_call(self.db_id, **fields)
+            await h._calls.add_event(self.db_id, "ended", {"outcome": self.outcome})
+        except Exception:
+            log.exception("call_record_write_failed", **{k: str(v) for k, v in fields.items()})
+        log.info(
+            "call_ended",
+            outcome=self.outcome,
+            wait=fields.get("wait_seconds"),
+            agent=self.agent_id,
+            offers=self.offers,
+        )
+        if self.recording is not None and self.outcome == "answered":
+            self.h.spawn(self._collect_recording(self.recording))
+
+    async def _collect_recording(self, asterisk_path: str) -> None:
+        with structlog.contextvars.bound_contextvars(call_id=self.call_id):
+            path = await self.h._recordings.collect(self.call_id, asterisk_path)
+            if path is not None:
+                await self.h._calls.update_call(self.db_id, recording_path=path)
+
+    def _prompt(self, name: str, language: str) -> str:
+        return f"{self.h._settings.prompt_dir}/{language}/{name}"
+
+    async def _play(self, name: str) -> None:
+        await self.channel.command("STREAM", "FILE", self._prompt(name, self.language), "")
+
+
+def _json_ready(row: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, datetime):
+            out[key] = value.isoformat()
+        elif isinstance(value, timedelta):
+            out[key] = value.total_seconds()
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,386 @@
+"""Run and configure our own Asterisk: a system Asterisk or the chrooted Debian sid sandbox.
+
+Every instance lives in one directory (configuration, spool, logs, control socket, sounds), so
+several can run side by side on different loopback ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import secrets
+import shutil
+import signal
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+CONF_TEMPLATE_DIR = REPO_DIR / "asterisk-conf"
+DIALPLAN_DIR = REPO_DIR / "dialplans"
+DEFAULT_CACHE_DIR = Path("/var/cache/cityline")
+SANDBOX_NAME = "asterisk-sid"
+SANDBOX_BINARY = "/usr/sbin/asterisk"
+FALLBACK_QUEUE = "cityline-fallback"
+
+# Where packaged builds keep modules and data when the system asterisk.conf cannot be read.
+_MOD_DIR_CANDIDATES = (
+    "/usr/lib/x86_64-linux-gnu/asterisk/modules",
+    "/usr/lib/aarch64-linux-gnu/asterisk/modules",
+    "/usr/lib/asterisk/modules",
+    "/usr/lib64/asterisk/modules",
+)
+_DATA_DIR_CANDIDATES = ("/usr/share/asterisk", "/var/lib/asterisk")
+# Generated files that render_config() must not overwrite once they exist.
+_AGENT_FILES = ("pjsip_agents.conf", "queues_members.conf")
+_PART_SUFFIX = ".part"
+
+
+class AsteriskError(RuntimeError):
+    """Asterisk is missing, failed to start, or died."""
+
+
+class _Actions(Protocol):
+    """What reload_agents() needs from an AMI link (pbx.ami.AmiLink provides it)."""
+
+    async def action(
+        self,
+        action: Mapping[str, str],
+        *,
+        timeout: float | None = None,
+    ) -> Mapping[str, str]: ...
+
+
+@dataclass(frozen=True)
+class AsteriskLocation:
+    """Which Asterisk to run: a binary, and the chroot it lives in (None = the host's)."""
+
+    binary: Path
+    sandbox_root: Path | None
+
+
+@dataclass(frozen=True)
+class AgentEndpoint:
+    """One agent's SIP identity: endpoint name (also the SIP user) and its password."""
+
+    endpoint: str
+    secret: str
+
+
+@dataclass
+class AsteriskSettings:
+    """One instance: where it lives and which loopback ports it uses."""
+
+    run_dir: Path  # host path; inside sandbox_root for the sandbox so Asterisk can see it
+    binary: Path = Path(SANDBOX_BINARY)  # as seen inside sandbox_root when there is one
+    sandbox_root: Path | None = None  # None = system Asterisk, file system root is "/"
+    sip_port: int = 5060
+    ami_port: int = 5038
+    agi_port: int = 4573  # where our FastAGI server listens; the dial plan calls it
+    http_port: int = 8088
+    rtp_start: int = 10000
+    rtp_end: int = 20000
+    ami_username: str = "cityline"
+    # Generated per instance: there is never a default AMI password.
+    ami_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
+    moh_class: str = "default"
+    system_name: str = "cityline"
+    conf_template_dir: Path = CONF_TEMPLATE_DIR
+    dialplan_dir: Path = DIALPLAN_DIR
+
+    @classmethod
+    def for_location(
+        cls, location: AsteriskLocation, name: str, **overrides: object
+    ) -> AsteriskSettings:
+        """Settings for an instance called `name`, with run_dir placed where Asterisk can see it."""
+        if "run_dir" not in overrides:
+            root = location.sandbox_root
+            base = (
+                root / "var/lib/cityline" if root is not None else DEFAULT_CACHE_DIR / "instances"
+            )
+            overrides["run_dir"] = base / name
+        return cls(binary=location.binary, sandbox_root=location.sandbox_root, **overrides)  # type: ignore[arg-type]
+
+
+def find_asterisk(
+    cache_dir: Path | None = None, configured_binary: Path | str | None = None
+) -> AsteriskLocation:
+    """The Asterisk to use: the configured binary, else `asterisk` on PATH, else the sandbox."""
+    configured = (
+        configured_binary
+        or os.environ.get("CITYLINE_ASTERISK_BIN")  # the name scripts/setup.sh checks
+        or os.environ.get("CITYLINE_ASTERISK_BINARY")
+    )
+    if configured:
+        path = Path(configured)
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise AsteriskError(f"configured Asterisk binary {path} is not an executable file")
+        return AsteriskLocation(binary=path, sandbox_root=None)
+    on_path = shutil.which("asterisk")
+    if on_path:
+        return AsteriskLocation(binary=Path(on_path), sandbox_root=None)
+    cache = cache_dir or Path(os.environ.get("CITYLINE_CACHE", DEFAULT_CACHE_DIR))
+    root = cache / SANDBOX_NAME
+    if (root / SANDBOX_BINARY.lstrip("/")).is_file():
+        return AsteriskLocation(binary=Path(SANDBOX_BINARY), sandbox_root=root)
+    raise AsteriskError(
+        f"no Asterisk found: none configured, none on PATH and no sandbox in {root}; "
+        "run scripts/setup.sh (as root) to build the sandbox"
+    )
+
+
+def _read_system_dirs(etc_conf: Path) -> dict[str, str]:
+    """[directories] of the stock asterisk.conf: we keep the package's module and data dirs."""
+    dirs: dict[str, str] = {}
+    try:
+        text = etc_conf.read_text(errors="replace")
+    except OSError:
+        return dirs
+    for m in re.finditer(r"^\s*(ast\w+dir)\s*=>?\s*(\S+)", text, re.MULTILINE):
+        dirs.setdefault(m.group(1), m.group(2))
+    return dirs
+
+
+def render_template(template: str, values: Mapping[str, object]) -> str:
+    """${name} substitution; a missing value is an error, not a silently broken config."""
+    return string.Template(template).substitute({k: str(v) for k, v in values.items()})
+
+
+class AsteriskInstance:
+    """One Asterisk process we own: its configuration, its directories and its lifetime."""
+
+    def __init__(self, settings: AsteriskSettings) -> None:
+        self.settings = settings
+        self.root = settings.sandbox_root or Path("/")
+        self.run_dir = settings.run_dir.resolve()
+        if settings.sandbox_root is not None and not self.run_dir.is_relative_to(
+            self.root.resolve()
+        ):
+            raise AsteriskError(f"run_dir {self.run_dir} must be inside the sandbox {self.root}")
+        self.etc_dir = self.run_dir / "etc"
+        self.log_path = self.run_dir / "asterisk.log"
+        self.sounds_dir = self.run_dir / "sounds"  # host path; the service copies its prompts here
+        self._proc: asyncio.subprocess.Process | None = None
+        self._log = log.bind(instance=self.run_dir.name)
+
+    # -- paths ------------------------------------------------------------------------------
+
+    def asterisk_path(self, host_path: Path) -> str:
+        """A host path as Asterisk sees it (relative to the sandbox root)."""
+        rel = Path(host_path).resolve().relative_to(self.root.resolve())
+        return "/" + rel.as_posix() if rel.parts else "/"
+
+    def host_path(self, asterisk_path: str) -> Path:
+        """A path as Asterisk sees it, on the host."""
+        return self.root / asterisk_path.lstrip("/")
+
+    @property
+    def spool_dir(self) -> str:
+        """Where MixMonitor recordings go, as Asterisk sees it."""
+        return self.asterisk_path(self.run_dir / "spool" / "monitor")
+
+    @property
+    def asterisk_sounds_dir(self) -> str:
+        """sounds_dir as Asterisk sees it: Playback(<this>/<name>) reaches our prompts."""
+        return self.asterisk_path(self.sounds_dir)
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
+
+    # -- configuration ----------------------------------------------------------------------
+
+    def _system_dirs(self) -> tuple[str, str]:
+        """(astmoddir, astdatadir) of the installed package, as Asterisk sees them."""
+        found = _read_system_dirs(self.host_path("/etc/asterisk/asterisk.conf"))
+        mod = found.get("astmoddir")
+        if not mod or not self.host_path(mod).is_dir():
+            mod = next((d for d in _MOD_DIR_CANDIDATES if self.host_path(d).is_dir()), None)
+        data = found.get("astdatadir")
+        if not data or not self.host_path(data).is_dir():
+            data = next((d for d in _DATA_DIR_CANDIDATES if self.host_path(d).is_dir()), None)
+        if mod is None or data is None:
+            raise AsteriskError(
+                f"cannot find Asterisk's module or data directory under {self.root}"
+            )
+        return mod, data
+
+    def template_values(self) -> dict[str, object]:
+        s = self.settings
+        mod_dir, data_dir = self._system_dirs()
+        return {
+            "etc_dir": self.asterisk_path(self.etc_dir),
+            "spool_dir": self.asterisk_path(self.run_dir / "spool"),
+            "log_dir": self.asterisk_path(self.run_dir / "log"),
+            "run_dir": self.asterisk_path(self.run_dir / "run"),
+            "lib_dir": self.asterisk_path(self.run_dir / "lib"),
+            "cache_dir": self.asterisk_path(self.run_dir / "cache"),
+            "mod_dir": mod_dir,
+            "data_dir": data_dir,
+            "system_name": s.system_name,
+            "sip_port": s.sip_port,
+            "ami_port": s.ami_port,
+            "agi_port": s.agi_port,
+            "http_port": s.http_port,
+            "rtp_start": s.rtp_start,
+            "rtp_end": s.rtp_end,
+            "ami_username": s.ami_username,
+            "ami_secret": s.ami_secret,
+            "moh_class": s.moh_class,
+            "sounds_dir": self.asterisk_sounds_dir,
+        }
+
+    def _make_dirs(self) -> None:
+        for sub in ("etc", "spool/monitor", "log", "run", "lib/keys", "cache", "sounds"):
+            (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
+
+    def render_config(self) -> None:
+        """Write the full configuration into run_dir/etc (agent lists are kept if present)."""
+        self._make_dirs()
+        values = self.template_values()
+        for template in sorted(self.settings.conf_template_dir.glob("*.conf")):
+            _write_private(
+                self.etc_dir / template.name, render_template(template.read_text(), values)
+            )
+        # The dial plan is full of ${...} channel variables: copied as is, never templated.
+        shutil.copyfile(
+            self.settings.dialplan_dir / "extensions.conf", self.etc_dir / "extensions.conf"
+        )
+        for name in _AGENT_FILES:
+            if not (self.etc_dir / name).exists():
+                _write_private(self.etc_dir / name, "")
+
+    def write_agents(self, agents: Sequence[AgentEndpoint]) -> None:
+        """Regenerate agents' SIP endpoints and fallback-queue membership; then reload_agents()."""
+        names = [a.endpoint for a in agents]
+        bad = [n for n in names if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,79}", n)]
+        if bad or len(set(names)) != len(names):
+            raise ValueError(f"invalid or duplicate agent endpoint names: {bad or names}")
+        tdir = self.settings.conf_template_dir
+        endpoint_t = (tdir / f"pjsip_agent.conf{_PART_SUFFIX}").read_text()
+        member_t = (tdir / f"queues_member.conf{_PART_SUFFIX}").read_text()
+        endpoints = "".join(
+            render_template(endpoint_t, {"endpoint": a.endpoint, "secret": a.secret})
+            for a in agents
+        )
+        members = "".join(render_template(member_t, {"endpoint": a.endpoint}) for a in agents)
+        self.etc_dir.mkdir(parents=True, exist_ok=True)
+        _write_private(self.etc_dir / "pjsip_agents.conf", endpoints)
+        _write_private(self.etc_dir / "queues_members.conf", members)
+
+    # -- process ----------------------------------------------------------------------------
+
+    def command_line(self) -> list[str]:
+        conf = self.asterisk_path(self.etc_dir / "asterisk.conf")
+        argv = [str(self.settings.binary), "-f", "-n", "-C", conf]
+        if self.settings.sandbox_root is None:
+            return argv
+        chroot = shutil.which("chroot") or "/usr/sbin/chroot"
+        return [chroot, str(self.settings.sandbox_root), *argv]
+
+    async def start(self, timeout: float = 20.0) -> None:
+        """Render the config, launch Asterisk and wait until its AMI port accepts connections."""
+        if self.running:
+            raise AsteriskError("this Asterisk instance is already running")
+        if self.settings.sandbox_root is not None and os.geteuid() != 0:
+            raise AsteriskError("running the Asterisk sandbox needs root (chroot)")
+        self.render_config()
+        # A stale control socket from a killed run would make Asterisk refuse to start.
+        (self.run_dir / "run" / "asterisk.ctl").unlink(missing_ok=True)
+        argv = self.command_line()
+        with _open_log(self.log_path) as out:
+            self._proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,  # own process group: a Ctrl-C to us is not sent to it
+            )
+        self._log.info(
+            "asterisk_starting", pid=self._proc.pid, argv=argv, ami_port=self.settings.ami_port
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            if self._proc.returncode is not None:
+                code = self._proc.returncode
+                self._proc = None
+                raise AsteriskError(f"Asterisk exited with {code} during start:\n{self.log_tail()}")
+            if await _port_open("127.0.0.1", self.settings.ami_port):
+                break
+            if loop.time() >= deadline:
+                await self.stop()
+                raise AsteriskError(
+                    f"Asterisk's AMI port {self.settings.ami_port} did not open "
+                    f"within {timeout}s:\n{self.log_tail()}"
+                )
+            await asyncio.sleep(0.05)
+        self._log.info("asterisk_started", pid=self._proc.pid)
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM our Asterisk, then SIGKILL if it has not gone after `timeout` seconds."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.returncode is not None:
+            return
+        # A stopped (SIGSTOP) process would never act on SIGTERM.
+        for sig in (signal.SIGCONT, signal.SIGTERM):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, sig)
+        try:
+            await asyncio.wait_for(proc.wait(), timeout)
+        except TimeoutError:
+            self._log.warning("asterisk_kill", pid=proc.pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+            await proc.wait()
+        self._log.info("asterisk_stopped", pid=proc.pid, returncode=proc.returncode)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+
+async def reload_agents(ami: _Actions, *, timeout: float = 10.0) -> None:
+    """Make Asterisk pick up write_agents(): reload PJSIP, then the queues."""
+    for module in ("res_pjsip.so", "app_queue.so"):
+        await ami.action({"Action": "Reload", "Module": module}, timeout=timeout)
+
+
+def _open_log(path: Path) -> BinaryIO:
+    """A fresh log per start, so a start failure shows only this run's output."""
+    return path.open("wb")
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Config files hold secrets: readable by the owner only, replaced atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+async def _port_open(host: str, port: int) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Installs everything CityLine needs on Debian 12 and is safe to run again.
+#   - Debian packages (sipp, debootstrap, espeak-ng, sox, ...)
+#   - the Python virtualenv in .venv with the project and its dependencies
+#   - the Asterisk sandbox (Debian sid, built with debootstrap) unless a system Asterisk exists
+# Big downloads are cached outside the clone, under $CITYLINE_CACHE (default /var/cache/cityline).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache=${CITYLINE_CACHE:-/var/cache/cityline}
+mkdir -p "$cache"
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+apt_packages=(debootstrap sip-tester espeak-ng sox ca-certificates python3-venv procps)
+
+install_debian_packages() {
+  local missing=()
+  for pkg in "${apt_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+      log "missing Debian packages: ${missing[*]} (run this script as root to install them)"
+      exit 1
+    fi
+    log "installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+# The mirror the host already uses, so the sandbox comes from the same place as every other package.
+debian_mirror() {
+  local uri
+  uri=$(grep -hE '^\s*URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' | grep -v security | head -n1 || true)
+  [ -n "$uri" ] || uri=$(grep -hE '^\s*deb\s' /etc/apt/sources.list 2>/dev/null | awk '{print $2}' | grep -v security | head -n1 || true)
+  [ -n "$uri" ] || { log "cannot find a Debian mirror in /etc/apt"; exit 1; }
+  printf '%s' "$uri"
+}
+
+# Debian 12 has no asterisk package; Debian sid does. Build a minimal sid root once and keep it.
+install_asterisk_sandbox() {
+  if [ -n "${CITYLINE_ASTERISK_BIN:-}" ] || command -v asterisk >/dev/null 2>&1; then
+    log "using the system Asterisk"
+    return
+  fi
+  local root="$cache/asterisk-sid"
+  if [ -x "$root/usr/sbin/asterisk" ]; then
+    return
+  fi
+  if [ "$(id -u)" -ne 0 ]; then
+    log "building the Asterisk sandbox needs root"
+    exit 1
+  fi
+  local building="$root.building"
+  rm -rf "$building"
+  log "building the Asterisk sandbox in $root (about a minute, ~100 MB download)"
+  debootstrap --variant=minbase \
+    --include=asterisk,asterisk-modules,asterisk-moh-opsound-gsm,asterisk-core-sounds-en-gsm \
+    sid "$building" "$(debian_mirror)" >"$cache/debootstrap.log" 2>&1 || {
+      log "debootstrap failed; see $cache/debootstrap.log"; tail -n 20 "$cache/debootstrap.log" >&2; exit 1; }
+  chroot "$building" apt-get clean
+  mkdir -p "$building/run/asterisk"
+  mv "$building" "$root"
+}
+
+install_python() {
+  local venv="$here/.venv"
+  if [ ! -x "$venv/bin/python" ]; then
+    log "creating $venv"
+    python3 -m venv "$venv"
+  fi
+  local stamp="$venv/.installed-$(sha256sum "$here/pyproject.toml" | cut -c1-16)"
+  if [ ! -f "$stamp" ]; then
+    log "installing Python dependencies"
+    PIP_CACHE_DIR="$cache/pip" "$venv/bin/pip" install -q --upgrade pip
+    PIP_CACHE_DIR="$cache/pip" "$venv/bin/pip" install -q -e "$here[dev]"
+    rm -f "$venv"/.installed-*
+    touch "$stamp"
+  fi
+}
+
+install_debian_packages
+install_asterisk_sandbox
+install_python
+log "ready"

@@ -1,0 +1,125 @@
+"""Faults: our service down or failing mid-call, garbage on the FastAGI port, AMI lost."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from cityline.service import CityLine
+from pbx.ami import AmiError
+from tests.integration.test_call_flow import ENGLISH_ROADS, eventually, only_call
+from tests.integration.test_pbx_ami import _session_fds as session_fds
+from tests.support.desk import AgentAtDesk
+from tests.support.sipp import call_with_keys
+
+pytestmark = pytest.mark.integration
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def test_service_down_callers_reach_an_agent_through_the_fallback_queue(
+    city: CityLine, http: aiohttp.ClientSession
+) -> None:
+    gus = await AgentAtDesk(city, http, "gus", {"lang:pl": 3, "group:other": 3}).arrive()
+    try:
+        assert city.agi is not None
+        await city.agi.stop()  # as if our process had died: nothing answers on the AGI port
+        result = await call_with_keys(city.settings.sip_port, [], hold_seconds=40, timeout=60)
+        assert result.ok and result.hung_up_by == "pbx", result.errors
+        assert gus.phone is not None and len(gus.phone.answered) == 1
+        call = await only_call(city)
+        assert (call["outcome"], call["agent"]) == ("fallback", "gus")
+        assert call["answered_at"] is not None and call["answered_within_target"] is True
+    finally:
+        await gus.leave()
+
+
+async def test_a_fault_mid_call_hands_the_caller_to_the_fallback_queue(
+    city: CityLine, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hal = await AgentAtDesk(city, http, "hal", {"lang:en": 3, "group:roads": 3}).arrive(ready=False)
+    try:
+        assert city.handler is not None
+
+        async def broken(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+            raise RuntimeError("simulated fault in the case store")
+
+        monkeypatch.setattr(city.handler._cases, "caller_history", broken)
+        result = await call_with_keys(
+            city.settings.sip_port, ENGLISH_ROADS, hold_seconds=40, timeout=60
+        )
+        assert result.ok and result.hung_up_by == "pbx", result.errors
+        assert hal.phone is not None and len(hal.phone.answered) == 1
+        call = await only_call(city)
+        assert call["outcome"] == "fallback"
+        assert call["language"] == "en"  # what the IVR learnt before the fault is kept
+    finally:
+        await hal.leave()
+
+
+async def test_garbage_and_stalled_fastagi_connections_do_not_hurt_real_calls(
+    city: CityLine, http: aiohttp.ClientSession
+) -> None:
+    assert city.agi is not None
+    port = city.agi.port
+    # A connection that closes mid-header, one that sends garbage, one that stalls.
+    _, early = await asyncio.open_connection("127.0.0.1", port)
+    early.write(b"agi_network: yes\nagi_request: agi://127.0.0.1/ci")
+    early.close()
+    reader, garbage = await asyncio.open_connection("127.0.0.1", port)
+    garbage.write(b"\x00\xff" * 5000 + b"\n\n")
+    _, stalled = await asyncio.open_connection("127.0.0.1", port)
+    stalled.write(b"agi_network: yes\n")
+    try:
+        ivy = await AgentAtDesk(city, http, "ivy", {"lang:en": 3, "group:roads": 3}).arrive()
+        try:
+            result = await call_with_keys(city.settings.sip_port, ENGLISH_ROADS, hold_seconds=30)
+            assert result.ok and result.hung_up_by == "pbx"
+            assert (await only_call(city))["outcome"] == "answered"
+        finally:
+            await ivy.leave()
+        assert await asyncio.wait_for(reader.read(), timeout=10) == b""  # garbage: closed
+        await eventually(_only_idle(city))
+    finally:
+        garbage.close()
+        stalled.close()
+
+
+def _only_idle(city: CityLine) -> Any:
+    async def check() -> bool:
+        assert city.agi is not None
+        return city.agi.active_sessions == 0
+
+    return check
+
+
+async def test_ami_reconnects_and_calls_carry_on(
+    city: CityLine, http: aiohttp.ClientSession
+) -> None:
+    assert city.ami is not None
+    reconnected = asyncio.Event()
+    city.ami.add_reconnect_listener(reconnected.set)
+    # Asterisk drops our AMI session; the link must come back by itself.
+    fds = await session_fds(city.ami)
+    with contextlib.suppress(AmiError):  # kicking our own session may cut its answer off
+        await city.ami.command(f"manager kick session {fds[0]}")
+    await asyncio.wait_for(reconnected.wait(), timeout=20)
+    assert city.ami.connected
+    jo = await AgentAtDesk(city, http, "jo", {"lang:en": 3, "group:roads": 3}).arrive()
+    try:
+        result = await call_with_keys(city.settings.sip_port, ENGLISH_ROADS, hold_seconds=30)
+        assert result.ok
+        call = await only_call(city)
+        assert call["outcome"] == "answered" and call["answered_at"] is not None
+    finally:
+        await jo.leave()

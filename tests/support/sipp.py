@@ -1,0 +1,283 @@
+"""Drive a resident's call with sipp: INVITE, RFC 2833 keys, then a hang-up.
+
+The scenario is rendered per call from ``sipp/resident_call.xml`` because the
+pauses and key plays differ from call to call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import re
+import shutil
+import socket
+import struct
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+SIPP_BIN = shutil.which("sipp") or "/usr/bin/sipp"
+TEMPLATE = Path(__file__).with_name("sipp") / "resident_call.xml"
+LOOPBACK = "127.0.0.1"
+
+# RFC 4733 event codes; sipp plays one generated pcap per key.
+DTMF_EVENTS = {str(d): d for d in range(10)} | {
+    "*": 10,
+    "#": 11,
+    "A": 12,
+    "B": 13,
+    "C": 14,
+    "D": 15,
+}
+DTMF_PCAP_DIR = Path("/usr/share/sip-tester")  # Debian sip-tester's RFC 2833 key pcaps
+TELEPHONE_EVENT_PT = 101  # must match the a=rtpmap in the scenario's SDP
+KEY_PACKETS = 8  # 8 x 20 ms = 160 ms tone, then 3 end packets
+# A key's pcap lasts 200 ms; sipp cancels a still-playing pcap when the next
+# one starts, so closer keys would be cut short.
+MIN_KEY_GAP = 0.3
+# Leave time for the last key's packets to leave before any BYE we send.
+TAIL_AFTER_LAST_KEY = 0.3
+
+# "[timestamp]" renders as "<date>\t<time>\t<epoch seconds>".
+_LOG_LINE = re.compile(
+    r"^(START|ANSWERED|KEY|PBX_BYE|CALLER_BYE)(?: (\S))? \S+\t\S+\t(\d+(?:\.\d+)?)",
+    re.MULTILINE,
+)
+
+HangUpSide = Literal["pbx", "caller"]
+
+
+@dataclass
+class CallerResult:
+    returncode: int
+    stdout: str
+    stderr: str
+    messages_log: str
+    started_at: float
+    # Wall-clock time of each key play, from sipp's own log (best effort).
+    keys_sent_at: list[float] = field(default_factory=list)
+    answered_at: float | None = None
+    ended_at: float | None = None
+    # Who sent the BYE: the PBX, the caller (hang_up_after / hold_seconds), or
+    # None when the call never got that far.
+    hung_up_by: HangUpSide | None = None
+    timed_out: bool = False
+    scenario: str = ""
+    log: str = ""
+    errors: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_udp_port(block: int = 1, *, low: int = 20000, high: int = 60000) -> int:
+    """An even UDP port on loopback with ``block`` consecutive ports free."""
+    for _ in range(200):
+        base = random.randrange(low, high - block) & ~1
+        if all(_port_free(base + i) for i in range(block)):
+            return base
+    raise RuntimeError("no free UDP port block on 127.0.0.1")
+
+
+def dtmf_pcap(digit: str, index: int) -> bytes:
+    """A pcap of one RFC 4733 key press, the ``index``-th of the call.
+
+    It is sip-tester's own dtmf_2833_<d>.pcap (which Asterisk reads as exactly one key),
+    with the RTP timestamp and sequence numbers moved per key: the files all carry the
+    same timestamp, so a repeated key ("99") would be dropped as a retransmission.
+    Hand-built packets with other durations or sequence numbers made Asterisk see one
+    key twice, hence reusing the files.
+    """
+    try:
+        DTMF_EVENTS[digit.upper()]
+    except KeyError:
+        raise ValueError(f"not a DTMF key: {digit!r}") from None
+    name = {"*": "star", "#": "pound"}.get(digit, digit.upper())
+    source = DTMF_PCAP_DIR / f"dtmf_2833_{name}.pcap"
+    if not source.is_file():
+        raise ValueError(f"sip-tester has no pcap for key {digit!r} ({source})")
+    data = bytearray(source.read_bytes())
+    offset = 24  # pcap global header
+    while offset + 16 <= len(data):
+        captured = struct.unpack_from("<I", data, offset + 8)[0]
+        rtp = offset + 16 + 14 + 20 + 8  # record header, Ethernet, IPv4, UDP
+        seq, ts = struct.unpack_from("!HI", data, rtp + 2)
+        struct.pack_into(
+            "!HI", data, rtp + 2, (seq + index * 64) & 0xFFFF, (ts + index * 16000) & 0xFFFFFFFF
+        )
+        offset += 16 + captured
+    return bytes(data)
+
+def render_scenario(
+    keys: Sequence[tuple[float, str]],
+    *,
+    caller: str,
+    hold_seconds: float,
+    hang_up_after: float | None,
+    pcap_dir: Path,
+) -> str:
+    """Scenario XML for one call (key pcaps go to ``pcap_dir``).
+
+    ``hang_up_after`` counts from the answer and drops keys that would come
+    later; ``hold_seconds`` counts from the last key.
+    """
+    budget = hang_up_after if hang_up_after is not None else float("inf")
+    steps: list[str] = []
+    elapsed = 0.0
+    for i, (delay, digit) in enumerate(keys):
+        gap = max(float(delay), MIN_KEY_GAP if i else 0.0)
+        if elapsed + gap >= budget:
+            break  # the caller is gone before this key
+        elapsed += gap
+        pcap = pcap_dir / f"key{i}.pcap"
+        pcap.write_bytes(dtmf_pcap(digit, i))
+        if gap > 0:
+            # A BYE during the wait ends the call cleanly instead of failing it.
+            steps.append(
+                f'  <recv request="BYE" timeout="{round(gap * 1000)}" '
+                f'ontimeout="key{i}" next="pbx_bye"/>\n'
+                f'  <label id="key{i}"/>'
+            )
+        steps.append(
+            "  <nop>\n    <action>\n"
+            f'      <log message="KEY {digit} [timestamp]"/>\n'
+            f'      <exec play_pcap_audio="{pcap}"/>\n'
+            "    </action>\n  </nop>"
+        )
+    wait = budget - elapsed if hang_up_after is not None else hold_seconds
+    if steps:
+        wait = max(wait, TAIL_AFTER_LAST_KEY)
+    wait_ms = max(1, round(wait * 1000))
+    return (
+        TEMPLATE.read_text(encoding="utf-8")
+        .replace("@@CALLER@@", caller)
+        .replace("@@KEYS@@", "\n".join(steps))
+        .replace("@@WAIT_MS@@", str(wait_ms))
+    )
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+async def call_with_keys(
+    sip_port: int,
+    keys: Sequence[tuple[float, str]],
+    *,
+    number: str = "19115",
+    caller: str = "48600100200",
+    hold_seconds: float = 30.0,
+    hang_up_after: float | None = None,
+    local_port: int = 0,
+    timeout: float = 60.0,
+) -> CallerResult:
+    """Call ``number`` at 127.0.0.1:``sip_port`` and press ``keys`` after the answer.
+
+    ``keys`` are (seconds to wait before the key, key) pairs, the first
+    counted from the answer; keys closer than MIN_KEY_GAP are spread out.
+    Without ``hang_up_after`` the caller waits up to ``hold_seconds`` after the
+    last key for the PBX to hang up, then hangs up itself; with it, the caller
+    hangs up that many seconds after the answer (skipping later keys) unless
+    the PBX does first. ``result.hung_up_by`` tells which happened. A call the
+    PBX never answers fails when ``timeout`` expires.
+    """
+    if not re.fullmatch(r"[0-9A-Za-z+*#._-]+", caller):
+        raise ValueError(f"bad caller number: {caller!r}")
+    work = Path(tempfile.mkdtemp(prefix="cityline-sipp-"))
+    try:
+        scenario = render_scenario(
+            keys,
+            caller=caller,
+            hold_seconds=hold_seconds,
+            hang_up_after=hang_up_after,
+            pcap_dir=work,
+        )
+        scenario_path = work / "call.xml"
+        scenario_path.write_text(scenario, encoding="utf-8")
+        messages = work / "messages.log"
+        logs = work / "logs.log"
+        errors = work / "errors.log"
+        sip_local = local_port or free_udp_port()
+        # sipp uses the media port and the next ones (echo, video).
+        media_port = free_udp_port(4)
+        args = [
+            "-sf", str(scenario_path),
+            "-s", number,
+            "-i", LOOPBACK,
+            "-p", str(sip_local),
+            "-mi", LOOPBACK,
+            "-mp", str(media_port),
+            "-rtp_echo",
+            "-m", "1",
+            "-l", "1",
+            "-nostdin",
+            "-aa",
+            "-trace_msg", "-message_file", str(messages),
+            "-trace_logs", "-log_file", str(logs),
+            "-trace_err", "-error_file", str(errors),
+            # sipp's own bound, slightly before ours, so it reports its failure.
+            "-timeout", f"{max(1, int(timeout) - 1)}s",
+            "-timeout_error",
+            f"{LOOPBACK}:{sip_port}",
+        ]  # fmt: skip
+        started_at = time.time()
+        proc = await asyncio.create_subprocess_exec(
+            SIPP_BIN,
+            *args,
+            cwd=work,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        timed_out = False
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        except TimeoutError:
+            timed_out = True
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, 9)
+            out, err = await asyncio.wait_for(proc.communicate(), 5)
+        returncode = proc.returncode if proc.returncode is not None else -9
+        log = _read(logs)
+        result = CallerResult(
+            returncode=returncode,
+            stdout=out.decode(errors="replace"),
+            stderr=err.decode(errors="replace"),
+            messages_log=_read(messages),
+            started_at=started_at,
+            timed_out=timed_out,
+            scenario=scenario,
+            log=log,
+            errors=_read(errors),
+        )
+        for m in _LOG_LINE.finditer(log):
+            kind, stamp = m.group(1), float(m.group(3))
+            if kind == "KEY":
+                result.keys_sent_at.append(stamp)
+            elif kind == "ANSWERED":
+                result.answered_at = stamp
+            elif kind == "PBX_BYE":
+                result.hung_up_by, result.ended_at = "pbx", stamp
+            elif kind == "CALLER_BYE":
+                result.hung_up_by, result.ended_at = "caller", stamp
+        return result
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
