@@ -35,6 +35,13 @@ class CallTicket:
     async def next_offer(self) -> Offer:
         return await self._offers.get()
 
+    def take_offer(self) -> Offer | None:
+        """An offer already made (e.g. at enqueue, when an agent was free), without waiting."""
+        try:
+            return self._offers.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+
     def _deliver(self, offer: Offer) -> None:
         self._offers.put_nowait(offer)
 
@@ -82,7 +89,7 @@ class AcdService:
             try:
                 listener(event)
             except Exception:
-                log.exception("acd_listener_failed", event=type(event).__name__)
+                log.exception("acd_listener_failed", acd_event=type(event).__name__)
 
     def _dispatch(self, offers: Iterable[Offer]) -> None:
         for offer in offers:

@@ -36,7 +36,7 @@ class Settings:
     # Empty: start the embedded PostgreSQL in state_dir.
     database_dsn: str = field(default_factory=lambda: _env("DATABASE_DSN", ""))
     # Empty: the system Asterisk if installed, else the sandbox built by scripts/setup.sh.
-    asterisk_binary: str = field(default_factory=lambda: _env("ASTERISK_BINARY", ""))
+    asterisk_binary: str = field(default_factory=lambda: _env("ASTERISK_BIN", ""))
     instance_name: str = field(default_factory=lambda: _env("INSTANCE", "main"))
     http_host: str = field(default_factory=lambda: _env("HTTP_HOST", "127.0.0.1"))
     http_port: int = field(default_factory=lambda: _env_int("HTTP_PORT", 8080))

@@ -189,8 +189,9 @@ class CallSession:
             handled = True
         finally:
             await self._leave_acd()
-            with contextlib.suppress(AgiHangup, AgiError):
-                if handled:
+            # A caller who already talked to an agent must not land in the fallback queue.
+            if handled or self.live.answered.is_set():
+                with contextlib.suppress(AgiHangup, AgiError):
                     await self.channel.set_variable("CITYLINE_DONE", "1")
             await self._write_record()
 
@@ -242,9 +243,13 @@ class CallSession:
         ticket = h._acd.enqueue(self.call_id, language=route.language, group=route.group)
         log.info("call_queued", language=route.language, group=route.group)
         while True:
-            await self.channel.set_music(True, f"{h._settings.moh_class_prefix}{route.language}")
-            offer = await self._wait_for_offer(ticket.next_offer())
-            await self.channel.set_music(False)
+            offer = ticket.take_offer()
+            if offer is None:  # nobody free yet: hold music until the ACD offers an agent
+                await self.channel.set_music(
+                    True, f"{h._settings.moh_class_prefix}{route.language}"
+                )
+                offer = await self._wait_for_offer(ticket.next_offer())
+                await self.channel.set_music(False)
             if await self._ring(offer, route, history):
                 return True
 

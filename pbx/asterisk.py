@@ -117,7 +117,6 @@ def find_asterisk(
     configured = (
         configured_binary
         or os.environ.get("CITYLINE_ASTERISK_BIN")  # the name scripts/setup.sh checks
-        or os.environ.get("CITYLINE_ASTERISK_BINARY")
     )
     if configured:
         path = Path(configured)

@@ -47,9 +47,7 @@ USAGE_BLOCK = (
 STREAM = HEADER + (
     b"200 result=1\n"
     b"100 result=0 Trying...\n"
-    b"200 result=1 (timeout) endpos=1234\n"
-    + USAGE_BLOCK
-    + b"200 result= (timeout)\n"
+    b"200 result=1 (timeout) endpos=1234\n" + USAGE_BLOCK + b"200 result= (timeout)\n"
     b"HANGUP\n"
     b"511 Command Not Permitted on a dead channel or intercept routine\n"
 )

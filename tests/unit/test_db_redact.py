@@ -8,20 +8,29 @@ from cases.db import redact, with_database
 @pytest.mark.parametrize(
     ("dsn", "expected"),
     [
-        ("postgresql://postgres@127.0.0.1:5432/postgres",
-         "postgresql://postgres@127.0.0.1:5432/postgres"),
-        ("postgresql://app:s3cret@127.0.0.1:5432/city",
-         "postgresql://app:***@127.0.0.1:5432/city"),
+        (
+            "postgresql://postgres@127.0.0.1:5432/postgres",
+            "postgresql://postgres@127.0.0.1:5432/postgres",
+        ),
+        ("postgresql://app:s3cret@127.0.0.1:5432/city", "postgresql://app:***@127.0.0.1:5432/city"),
         # '@' and ':' inside a password must not leak its tail
         ("postgresql://app:p%40ss:w@rd@127.0.0.1/city", "postgresql://app:***@127.0.0.1/city"),
-        ("postgres://app:x@[::1]:5433/city?sslmode=disable",
-         "postgres://app:***@[::1]:5433/city?sslmode=disable"),
-        ("postgresql://127.0.0.1/city?user=app&password=hunter2",
-         "postgresql://127.0.0.1/city?user=app&password=***"),
-        ("host=127.0.0.1 user=app password=hunter2 dbname=city",
-         "host=127.0.0.1 user=app password=*** dbname=city"),
-        ("host=127.0.0.1 password = 'a b\\' c' dbname=city",
-         "host=127.0.0.1 password = *** dbname=city"),
+        (
+            "postgres://app:x@[::1]:5433/city?sslmode=disable",
+            "postgres://app:***@[::1]:5433/city?sslmode=disable",
+        ),
+        (
+            "postgresql://127.0.0.1/city?user=app&password=hunter2",
+            "postgresql://127.0.0.1/city?user=app&password=***",
+        ),
+        (
+            "host=127.0.0.1 user=app password=hunter2 dbname=city",
+            "host=127.0.0.1 user=app password=*** dbname=city",
+        ),
+        (
+            "host=127.0.0.1 password = 'a b\\' c' dbname=city",
+            "host=127.0.0.1 password = *** dbname=city",
+        ),
         ("", ""),
     ],
 )

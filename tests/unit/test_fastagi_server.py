@@ -131,7 +131,7 @@ async def test_normal_session_with_several_commands(make_server: ServerFactory) 
     await ast.reply(b"GET DATA pl/menu 3000 4\n", b"200 result=12 (timeout)\n")
     await ast.reply(b"STREAM FILE pl/hello 12\n", b"200 result=49 endpos=8000\n")
     await ast.reply(b"SET MUSIC ON default\n", b"200 result=0\n")
-    await ast.reply(b'EXEC Dial PJSIP/agent1,20,\n', b"200 result=0\n")
+    await ast.reply(b"EXEC Dial PJSIP/agent1,20,\n", b"200 result=0\n")
     await ast.expect_closed()
     ast.close()
 
