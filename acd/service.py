@@ -175,6 +175,9 @@ class AcdService:
             # Already gone (e.g. ended twice after a fault): nothing is held, nothing to free.
             log.info("acd_finish_unknown_call", call_id=call_id, error=str(exc))
 
+    def now(self) -> float:
+        return self._clock()
+
     def position(self, call_id: str) -> tuple[int, float]:
         return self.engine.position(call_id, self._clock())
 

@@ -50,6 +50,19 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
+def find_pid(cmdline_part: str) -> int:
+    """The process whose command line contains cmdline_part (our Asterisk instance)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if cmdline_part in cmdline and "chroot" not in cmdline.split()[0]:
+                return int(entry.name)
+    raise RuntimeError(f"no process with {cmdline_part!r}")
+
+
 def proc_usage(pid: int) -> tuple[float, int]:
     """(CPU seconds used, resident bytes) of a process and its threads."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -60,10 +73,12 @@ def proc_usage(pid: int) -> tuple[float, int]:
 
 
 async def start_service(env: dict[str, str], http_port: int) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(
-        str(PROJECT / ".venv/bin/cityline"), "run",
-        env=env, stdout=asyncio.subprocess.DEVNULL, stderr=open(env["CITYLINE_STATE_DIR"] + "/service.log", "w"),
-    )  # fmt: skip
+    service_log = Path(env["CITYLINE_STATE_DIR"]) / "service.log"
+    with service_log.open("w") as log_file:
+        proc = await asyncio.create_subprocess_exec(
+            str(PROJECT / ".venv/bin/cityline"), "run",
+            env=env, stdout=asyncio.subprocess.DEVNULL, stderr=log_file,
+        )  # fmt: skip
     async with aiohttp.ClientSession() as http:
         for _ in range(300):
             try:
@@ -145,12 +160,19 @@ async def main() -> int:
                 desks.append(await desk.arrive())
             samples: list[dict[str, float]] = []
             started = time.time()
+            cpu_before = proc_usage(service.pid)[0]
+            asterisk_pid = find_pid(
+                f"/var/lib/cityline/{env['CITYLINE_INSTANCE']}/etc/asterisk.conf"
+            )
+            asterisk_cpu_before = proc_usage(asterisk_pid)[0]
             for batch in range(0, args.calls, args.parallel):
                 count = min(args.parallel, args.calls - batch)
                 results = await asyncio.gather(
                     *(one_call(sip_port, desks, batch + k) for k in range(count))
                 )
                 samples.extend(r for r in results if r is not None)
+            service_cpu = proc_usage(service.pid)[0] - cpu_before
+            asterisk_cpu = proc_usage(asterisk_pid)[0] - asterisk_cpu_before
             key_to_ring = [s["key_to_ring"] * 1000 for s in samples]
             ring_to_pop = [s["ring_to_pop"] * 1000 for s in samples]
             figures["calls"] = {
@@ -159,6 +181,8 @@ async def main() -> int:
                 "key_to_ring_ms": {"median": round(statistics.median(key_to_ring), 1),
                                    "p95": round(percentile(key_to_ring, 0.95), 1),
                                    "max": round(max(key_to_ring), 1)},
+                "service_cpu_ms_per_call": round(service_cpu * 1000 / max(len(samples), 1), 1),
+                "asterisk_cpu_ms_per_call": round(asterisk_cpu * 1000 / max(len(samples), 1), 1),
                 "ring_to_pop_ms": {"median": round(statistics.median(ring_to_pop), 1),
                                    "p95": round(percentile(ring_to_pop, 0.95), 1),
                                    "max": round(max(ring_to_pop), 1)},
@@ -180,9 +204,11 @@ async def main() -> int:
             ]  # fmt: skip
             await asyncio.sleep(12)  # every caller through the IVR and waiting with music
             cpu1, rss_held = proc_usage(service.pid)
+            ast_cpu1, ast_rss = proc_usage(asterisk_pid)
             t1 = time.monotonic()
             await asyncio.sleep(15)
             held_cpu = (proc_usage(service.pid)[0] - cpu1) / (time.monotonic() - t1)
+            ast_held_cpu = (proc_usage(asterisk_pid)[0] - ast_cpu1) / (time.monotonic() - t1)
             rss_peak = max(rss_held, proc_usage(service.pid)[1])
             await asyncio.gather(*holders)
             figures["concurrent_calls"] = {
@@ -193,6 +219,8 @@ async def main() -> int:
                 "service_idle_rss_mib": round(rss_idle / 2**20, 1),
                 "service_rss_mib_with_calls": round(rss_peak / 2**20, 1),
                 "rss_kib_per_call": round((rss_peak - rss_idle) / 1024 / args.hold, 1),
+                "asterisk_cpu_percent_with_calls": round(ast_held_cpu * 100, 2),
+                "asterisk_rss_mib_with_calls": round(ast_rss / 2**20, 1),
             }
     finally:
         for desk in desks:
@@ -208,19 +236,24 @@ async def main() -> int:
         shutil.rmtree(root / "var/lib/cityline" / env["CITYLINE_INSTANCE"], ignore_errors=True)
 
     path = write_result("call_path", figures)
-    c = figures["calls"]
+    c, h = figures["calls"], figures["concurrent_calls"]
+    k2r, r2p = c["key_to_ring_ms"], c["ring_to_pop_ms"]
     print(f"calls measured        {c['measured']}/{c['attempted']} ({c['parallel']} at a time)")
+    print(f"last key -> ring      median {k2r['median']} ms, p95 {k2r['p95']} ms")
+    print(f"ring -> screen-pop    median {r2p['median']} ms, p95 {r2p['p95']} ms")
     print(
-        f"last key -> ring      median {c['key_to_ring_ms']['median']} ms, p95 {c['key_to_ring_ms']['p95']} ms"
+        f"CPU per handled call  service {c['service_cpu_ms_per_call']} ms,"
+        f" Asterisk {c['asterisk_cpu_ms_per_call']} ms"
     )
     print(
-        f"ring -> screen-pop    median {c['ring_to_pop_ms']['median']} ms, p95 {c['ring_to_pop_ms']['p95']} ms"
+        f"{h['calls']} calls queued    service CPU {h['service_cpu_percent_with_calls']}%"
+        f" (idle {h['service_idle_cpu_percent']}%), {h['cpu_percent_per_call']}% per call;"
+        f" RSS {h['service_rss_mib_with_calls']} MiB (idle {h['service_idle_rss_mib']}),"
+        f" {h['rss_kib_per_call']} KiB per call"
     )
-    h = figures["concurrent_calls"]
     print(
-        f"{h['calls']} calls queued    service CPU {h['service_cpu_percent_with_calls']}% (idle {h['service_idle_cpu_percent']}%),"
-        f" {h['cpu_percent_per_call']}% per call; RSS {h['service_rss_mib_with_calls']} MiB"
-        f" (idle {h['service_idle_rss_mib']}), {h['rss_kib_per_call']} KiB per call"
+        f"                      Asterisk CPU {h['asterisk_cpu_percent_with_calls']}%,"
+        f" RSS {h['asterisk_rss_mib_with_calls']} MiB"
     )
     print(f"written to {path}")
     return 0

@@ -113,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("run", help="start Asterisk, PostgreSQL (if needed) and the service")
     sub.add_parser("stop", help="stop a running `cityline run`")
     sub.add_parser("status", help="agents and their state, from the running service")
+    simulate = sub.add_parser(
+        "simulate",
+        help="run the ACD simulator on a scenario (e.g. city) and print the service-level figures",
+        add_help=False,
+    )
+    simulate.add_argument("simulator_args", nargs=argparse.REMAINDER)
     agent = sub.add_parser("agent", help="manage agents").add_subparsers(
         dest="agent_command", required=True
     )
@@ -128,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         configure_logging(settings.log_level)
         return asyncio.run(_run(settings))
+    if args.command == "simulate":
+        from acd.simulator import main as simulate_main
+
+        return simulate_main(args.simulator_args)
     if args.command == "stop":
         return _stop(settings)
     if args.command == "status":

@@ -50,6 +50,9 @@ class Settings:
     ring_timeout_seconds: int = field(default_factory=lambda: _env_int("RING_TIMEOUT", 15))
     wrap_up_seconds: int = field(default_factory=lambda: _env_int("WRAP_UP", 0))
     answer_target_seconds: int = field(default_factory=lambda: _env_int("ANSWER_TARGET", 15))
+    # How a waiting call widens to more agents: target (when the 15 s target is at risk),
+    # fixed (on timers, like app_queue penaltychange) or strict (never).
+    widening: str = field(default_factory=lambda: _env("WIDENING", "target"))
     session_hours: int = field(default_factory=lambda: _env_int("SESSION_HOURS", 12))
     log_level: str = field(default_factory=lambda: _env("LOG_LEVEL", "INFO"))
     # Set by tests: the service then skips starting its own Asterisk.

@@ -19,8 +19,13 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from acd import http as acd_http
+from acd.devices import DeviceTracker
 from acd.engine import Engine
 from acd.service import AcdService
+from acd.service_level import ServiceLevelWindows
+from acd.wallboard import WallboardHub
+from acd.widening import policy_from_name
 from agent_client import http as agent_http
 from agent_client.service import Agent, AgentDirectory, DesktopHub
 from cases import http as case_http
@@ -68,6 +73,7 @@ class CityLine:
         self.asterisk: AsteriskInstance | None = None
         self.ami: AmiLink | None = None
         self.acd: AcdService | None = None
+        self.wallboard: WallboardHub | None = None
         self.agi: FastAgiServer | None = None
         self.handler: CallHandler | None = None
         self.directory: AgentDirectory | None = None
@@ -118,13 +124,23 @@ class CityLine:
         await self.ami.start()
         self._running.stops.append(self.ami.stop)
 
-        engine = Engine(target_seconds=s.answer_target_seconds, wrap_up_seconds=s.wrap_up_seconds)
+        stats = ServiceLevelWindows(target_seconds=s.answer_target_seconds)
+        stats.start_day(_local_midnight())
+        engine = Engine(
+            widening=policy_from_name(s.widening),
+            target_seconds=s.answer_target_seconds,
+            wrap_up_seconds=s.wrap_up_seconds,
+            stats=stats,
+        )
         self.acd = AcdService(engine)
         for agent in agents:
             if agent.role == "agent":
                 self.acd.upsert_agent(agent.name, agent.skills)
         await self.acd.start()
         self._running.stops.append(self.acd.stop)
+        self.wallboard = WallboardHub(self.acd)
+        await self.wallboard.start()
+        self._running.stops.append(self.wallboard.stop)
 
         self.desktops = DesktopHub(self.directory)
         recordings = RecordingCollector(
@@ -147,6 +163,11 @@ class CityLine:
         )
         self._running.stops.append(self.handler.drain)
         self.ami.add_listener(self._on_ami_event)
+        devices = DeviceTracker(self.acd, self._agent_for_endpoint)
+        self.ami.add_listener(devices.on_ami_event)
+        ami = self.ami
+        self.ami.add_reconnect_listener(lambda: devices.reconcile(ami))
+        await devices.reconcile(ami)
         follower = asyncio.create_task(self._follow_fallback_calls(), name="fallback-calls")
         self._running.stops.append(lambda: _cancel(follower))
 
@@ -154,7 +175,9 @@ class CityLine:
         await self.agi.start()
         self._running.stops.append(self.agi.stop)
 
-        app = build_app([case_http.routes, agent_http.routes])
+        app = build_app([case_http.routes, agent_http.routes, acd_http.routes])
+        app[acd_http.ACD_SERVICE] = self.acd
+        app[acd_http.WALLBOARD] = self.wallboard
         app[case_http.AUTHENTICATE] = agent_http.authenticate
         app[case_http.CALLS] = self.calls
         app[case_http.CASES] = cases
@@ -216,6 +239,7 @@ class CityLine:
             "sip_registrar": f"udp:127.0.0.1:{s.sip_port}",
             "http": base,
             "agent_websocket": base.replace("http", "ws", 1) + "/ws/agent",
+            "wallboard": f"{base}/api/wallboard (WebSocket: /ws/wallboard)",
             "fastagi": f"agi://127.0.0.1:{self.agi.port if self.agi else s.agi_port}/city",
             "ami": f"127.0.0.1:{s.ami_port}",
             "database": redact(self.dsn),
@@ -232,6 +256,12 @@ class CityLine:
         await reload_agents(self.ami)
         if agent.role == "agent":
             self.acd.upsert_agent(agent.name, agent.skills)
+
+    def _agent_for_endpoint(self, endpoint: str) -> str | None:
+        assert self.directory is not None
+        return next(
+            (a.name for a in self.directory.by_name.values() if a.sip_endpoint == endpoint), None
+        )
 
     def _on_ami_event(self, event: Mapping[str, str]) -> None:
         name = event.get("Event", "")
@@ -276,10 +306,7 @@ class CityLine:
         call_id, queued_at = self._fallback_calls[uniqueid]
         if event.get("Event") == "AgentConnect":
             endpoint = event.get("Interface", "").removeprefix("PJSIP/")
-            agent = next(
-                (a.name for a in self.directory.by_name.values() if a.sip_endpoint == endpoint),
-                endpoint,
-            )
+            agent = self._agent_for_endpoint(endpoint) or endpoint
             answered = utcnow()
             wait = (answered - queued_at).total_seconds()
             await self.calls.update_call(
@@ -304,6 +331,12 @@ class CityLine:
             except Exception:
                 log.exception("stop_step_failed", step=getattr(stop, "__qualname__", repr(stop)))
         log.info("cityline_stopped")
+
+
+def _local_midnight() -> float:
+    """Start of today on this machine's clock: the "today" service-level window starts here."""
+    now = datetime.now().astimezone()
+    return now.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
 
 
 async def _cancel(task: asyncio.Task[Any]) -> None:

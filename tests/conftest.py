@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 import shutil
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -57,15 +57,29 @@ def city_settings(tmp_path: Path, dsn: str, **overrides: object) -> Settings:
     return Settings(**values)  # type: ignore[arg-type]
 
 
+CityFactory = Callable[..., Awaitable[CityLine]]
+
+
 @pytest_asyncio.fixture(loop_scope="session")
-async def city(tmp_path: Path, fresh_dsn: str) -> AsyncIterator[CityLine]:
-    """A running CityLine with its own Asterisk; stopped and its Asterisk dir removed after."""
+async def make_city(tmp_path: Path, fresh_dsn: str) -> AsyncIterator[CityFactory]:
+    """Start a CityLine (own Asterisk) with settings overridden; all are stopped after."""
     asterisk_location()  # skips with the reason when no Asterisk exists at all
-    service = CityLine(city_settings(tmp_path, fresh_dsn))
-    await service.start()
-    try:
-        yield service
-    finally:
+    started: list[CityLine] = []
+
+    async def make(**overrides: object) -> CityLine:
+        service = CityLine(city_settings(tmp_path, fresh_dsn, **overrides))
+        started.append(service)
+        await service.start()
+        return service
+
+    yield make
+    for service in started:
         await service.stop()
         if service.asterisk is not None:
             shutil.rmtree(service.asterisk.run_dir, ignore_errors=True)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def city(make_city: CityFactory) -> CityLine:
+    """A running CityLine with its own Asterisk; stopped and its Asterisk dir removed after."""
+    return await make_city()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -86,11 +87,11 @@ class AgentAtDesk:
 
     async def _read(self) -> None:
         assert self.ws is not None
-        loop = asyncio.get_running_loop()
         async for msg in self.ws:
             if msg.type == aiohttp.WSMsgType.TEXT:
                 data = json.loads(msg.data)
-                self.received.append((loop.time(), data))
+                # wall clock, comparable with the phone's ring times
+                self.received.append((time.time(), data))
                 self.messages.put_nowait(data)
 
     async def next_message(self, kind: str, timeout: float = 10.0) -> dict[str, Any]:
