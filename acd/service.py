@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from acd.engine import AcdError, Engine, Offer
+from acd.engine import AcdError, Announcement, Engine, FollowUp, Offer
 from acd.events import AcdEvent, AgentChanged, CallOffered, QueueChanged
 
 log = structlog.get_logger(__name__)
@@ -26,11 +26,12 @@ ANY_GROUP = "other"
 
 
 class CallTicket:
-    """A waiting call's side of the ACD: offers arrive here, in order."""
+    """A waiting call's side of the ACD: offers and announcements arrive here, in order."""
 
     def __init__(self, call_id: str) -> None:
         self.call_id = call_id
         self._offers: asyncio.Queue[Offer] = asyncio.Queue()
+        self.announcements: asyncio.Queue[Announcement] = asyncio.Queue()
 
     async def next_offer(self) -> Offer:
         return await self._offers.get()
@@ -44,6 +45,9 @@ class CallTicket:
 
     def _deliver(self, offer: Offer) -> None:
         self._offers.put_nowait(offer)
+
+
+CallbackHandler = Callable[[Offer], None]
 
 
 class AcdService:
@@ -60,6 +64,7 @@ class AcdService:
         self._tickets: dict[str, CallTicket] = {}
         self._listeners: list[Listener] = []
         self._ticker: asyncio.Task[None] | None = None
+        self._callback_handler: CallbackHandler | None = None
 
     # -- life cycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -76,9 +81,18 @@ class AcdService:
         while True:
             await asyncio.sleep(self._tick_seconds)
             try:
-                self._dispatch(self.engine.tick(self._clock()))
+                now = self._clock()
+                self._dispatch(self.engine.tick(now))
+                for announcement in self.engine.announcements(now):
+                    ticket = self._tickets.get(announcement.call_id)
+                    if ticket is not None:
+                        ticket.announcements.put_nowait(announcement)
             except Exception:  # the loop must outlive one bad tick
                 log.exception("acd_tick_failed")
+
+    def handle_callbacks(self, handler: CallbackHandler) -> None:
+        """Who rings agents reserved for a queued callback (the resident is not on the line)."""
+        self._callback_handler = handler
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         self._listeners.append(listener)
@@ -93,6 +107,12 @@ class AcdService:
 
     def _dispatch(self, offers: Iterable[Offer]) -> None:
         for offer in offers:
+            if offer.callback_number is not None and self._callback_handler is not None:
+                log.info("acd_callback_offer", call_id=offer.call_id, agent=offer.agent_id)
+                self._emit(CallOffered(offer.call_id, offer.agent_id))
+                self._emit(AgentChanged(offer.agent_id, self.agent_view(offer.agent_id)))
+                self._callback_handler(offer)
+                continue
             ticket = self._tickets.get(offer.call_id)
             if ticket is None:
                 # A call the engine knows but no session waits for (it vanished): free the agent.
@@ -161,6 +181,18 @@ class AcdService:
     def ring_failed(self, call_id: str) -> None:
         agent = self._agent_of(call_id)
         self._apply(lambda now: self.engine.ring_failed(call_id, now), agent)
+
+    def request_callback(self, call_id: str, number: str) -> None:
+        """The resident pressed 1 and hangs up: the call keeps its place, no session waits."""
+        self._apply(lambda now: self.engine.request_callback(call_id, number, now))
+        self._tickets.pop(call_id, None)
+
+    def callback_result(self, call_id: str, ok: bool) -> None:
+        agent = self._agent_of(call_id)
+        self._apply(lambda now: self.engine.callback_result(call_id, ok, now), agent)
+
+    def follow_ups(self) -> list[FollowUp]:
+        return self.engine.pop_follow_ups()
 
     def finish(self, call_id: str, *, talked: bool) -> None:
         """The call left the ACD: talk ended, or the caller gave up (waiting or ringing)."""

@@ -53,6 +53,12 @@ class Settings:
     # How a waiting call widens to more agents: target (when the 15 s target is at risk),
     # fixed (on timers, like app_queue penaltychange) or strict (never).
     widening: str = field(default_factory=lambda: _env("WIDENING", "target"))
+    # Seconds between position / expected-wait announcements to a waiting resident.
+    announce_period_seconds: int = field(default_factory=lambda: _env_int("ANNOUNCE_PERIOD", 30))
+    # More waiting calls than this in one queue: announce at once and offer a callback.
+    overflow_limit: int = field(default_factory=lambda: _env_int("OVERFLOW_LIMIT", 10))
+    # host:port of the SIP trunk that reaches residents; empty: no callbacks are offered.
+    callback_trunk: str = field(default_factory=lambda: _env("CALLBACK_TRUNK", ""))
     session_hours: int = field(default_factory=lambda: _env_int("SESSION_HOURS", 12))
     log_level: str = field(default_factory=lambda: _env("LOG_LEVEL", "INFO"))
     # Set by tests: the service then skips starting its own Asterisk.

@@ -20,6 +20,7 @@ import structlog
 from aiohttp import web
 
 from acd import http as acd_http
+from acd.callbacks import CallbackDialer
 from acd.devices import DeviceTracker
 from acd.engine import Engine
 from acd.service import AcdService
@@ -74,6 +75,7 @@ class CityLine:
         self.ami: AmiLink | None = None
         self.acd: AcdService | None = None
         self.wallboard: WallboardHub | None = None
+        self.callbacks: CallbackDialer | None = None
         self.agi: FastAgiServer | None = None
         self.handler: CallHandler | None = None
         self.directory: AgentDirectory | None = None
@@ -130,6 +132,8 @@ class CityLine:
             widening=policy_from_name(s.widening),
             target_seconds=s.answer_target_seconds,
             wrap_up_seconds=s.wrap_up_seconds,
+            announce_period=float(s.announce_period_seconds),
+            overflow_limit=s.overflow_limit,
             stats=stats,
         )
         self.acd = AcdService(engine)
@@ -148,17 +152,31 @@ class CityLine:
             host_path=self.asterisk.host_path,
             archive_dir=s.recordings_dir,
         )
+        self.callbacks = CallbackDialer(
+            acd=self.acd,
+            ami=self.ami,
+            calls=self.calls,
+            cases=cases,
+            endpoint_of=self.directory.endpoint_of,
+            send_pop=self.desktops.send_pop,
+            ring_timeout_seconds=s.ring_timeout_seconds,
+        )
+        self.acd.handle_callbacks(self.callbacks.on_offer)
+        self.ami.add_listener(self.callbacks.on_ami_event)
+        self._running.stops.append(self.callbacks.drain)
         self.handler = CallHandler(
             calls=self.calls,
             cases=cases,
             acd=self.acd,
             desktops=self.desktops,
             recordings=recordings,
+            callbacks=self.callbacks,
             catalogue=self.catalogue,
             settings=CallSettings(
                 ring_timeout_seconds=s.ring_timeout_seconds,
                 answer_target_seconds=s.answer_target_seconds,
                 prompt_dir=self.asterisk.asterisk_sounds_dir,
+                callbacks=bool(s.callback_trunk),
             ),
         )
         self._running.stops.append(self.handler.drain)
@@ -214,6 +232,7 @@ class CityLine:
             http_port=s.asterisk_http_port,
             rtp_start=s.rtp_start,
             rtp_end=s.rtp_end,
+            callback_trunk=s.callback_trunk,
         )
         return AsteriskInstance(settings)
 
@@ -267,6 +286,8 @@ class CityLine:
         name = event.get("Event", "")
         if name == "DialEnd" and event.get("DialStatus") == "ANSWER" and self.handler:
             self.handler.on_agent_answered(event.get("Uniqueid", ""))
+        elif name == "DTMFEnd" and event.get("Direction") == "Received" and self.handler:
+            self.handler.on_key(event.get("Uniqueid", ""), event.get("Digit", ""))
         elif name == "UserEvent" and event.get("UserEvent") == "CityLineFallback":
             self._fallback_events.put_nowait(dict(event))
         elif name in ("AgentConnect", "Hangup") and event.get("Uniqueid") in self._fallback_calls:

@@ -301,9 +301,7 @@ class AgiParser:
                 raw = bytes(self._buf[:nl])
                 del self._buf[: nl + 1]
                 if len(raw) > MAX_LINE:
-                    raise AgiProtocolError(
-                        f"line longer than {MAX_LINE} bytes", self._preview(raw)
-                    )
+                    raise AgiProtocolError(f"line longer than {MAX_LINE} bytes", self._preview(raw))
                 event = self._line(raw.rstrip(b"\r").decode("utf-8", errors="replace"))
                 if event is not None:
                     events.append(event)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import subprocess
 import tempfile
@@ -22,6 +23,8 @@ RENDERER_VERSION = "espeak-ng-1"
 log = structlog.get_logger(__name__)
 
 Segment = tuple[str, str]  # (language of the voice, text)
+TEMPLATES = frozenset({"position", "wait_minutes", "wait_under_minute", "wait_one"})
+MAX_ANNOUNCED = 10  # positions and minutes are announced exactly up to this, then "more than"
 
 
 class PromptError(RuntimeError):
@@ -33,7 +36,7 @@ def prompt_texts(language: str, catalogue: Catalogue) -> dict[str, list[Segment]
     raw = json.loads((PROMPTS_DIR / f"{language}.json").read_text(encoding="utf-8"))
     texts: dict[str, list[Segment]] = {}
     for name, value in raw.items():
-        if name.startswith("group_menu"):
+        if name.startswith("group_menu") or name in TEMPLATES:
             continue
         if isinstance(value, str):
             texts[name] = [(language, value)]
@@ -44,7 +47,27 @@ def prompt_texts(language: str, catalogue: Catalogue) -> dict[str, list[Segment]
         for group in sorted(catalogue.groups.values(), key=lambda g: g.key)
     ]
     texts["group_menu"] = [(language, " ".join([raw["group_menu_intro"], *items]))]
+    # Announcements are whole sentences per value, so each language keeps its own grammar.
+    for n in range(1, MAX_ANNOUNCED + 1):
+        texts[f"position_{n}"] = [(language, raw["position"].format(n=n))]
+    for m in range(2, MAX_ANNOUNCED + 1):
+        texts[f"wait_{m}"] = [(language, raw["wait_minutes"].format(m=m))]
+    texts["wait_0"] = [(language, raw["wait_under_minute"])]
+    texts["wait_1"] = [(language, raw["wait_one"])]
     return texts
+
+
+def position_prompt(position: int) -> str:
+    return f"position_{position}" if position <= MAX_ANNOUNCED else "position_many"
+
+
+def wait_prompt(expected_seconds: float) -> str:
+    if not math.isfinite(expected_seconds):  # nobody who could take the call is working
+        return "wait_long"
+    if expected_seconds < 60:
+        return "wait_0"
+    minutes = round(expected_seconds / 60)
+    return f"wait_{minutes}" if minutes <= MAX_ANNOUNCED else "wait_long"
 
 
 def available_languages() -> list[str]:

@@ -19,16 +19,19 @@ from typing import Any, Protocol
 
 import structlog
 
-from acd.engine import Offer
-from acd.service import AcdService
+from acd.callbacks import CallbackRequest
+from acd.engine import AcdError, Announcement, Offer
+from acd.service import AcdService, CallTicket
 from cases.catalogue import Catalogue
 from cases.store import CallStore, CaseStore, utcnow
 from ivr.dialog import Ask, KeypadDialog, Route
 from ivr.fastagi import AgiChannel, AgiError, AgiHangup
+from ivr.prompts import position_prompt, wait_prompt
 
 log = structlog.get_logger(__name__)
 
 CITY_SCRIPT = "city"
+CALLBACK_KEY = "1"
 KEYS = "0123456789*#"
 # How long one EXEC Dial may hold the AGI session: ring plus the whole conversation.
 LONGEST_CONVERSATION_SECONDS = 4 * 3600.0
@@ -44,6 +47,10 @@ class Desktops(Protocol):
     def send_call_update(self, agent_id: str, call_id: str, status: str) -> None: ...
 
 
+class Callbacks(Protocol):
+    def register(self, request: CallbackRequest) -> None: ...
+
+
 class Recordings(Protocol):
     def asterisk_path_for(self, call_id: str) -> str: ...
 
@@ -57,6 +64,8 @@ class CallSettings:
     prompt_dir: str = ""  # prompt files as Asterisk sees them: <prompt_dir>/<lang>/<name>
     # Hold classes per language (asterisk-conf/musiconhold.conf), announcing "please hold".
     moh_class_prefix: str = "cityline-hold-"
+    # Offer "press 1 to be called back" (needs a route to residents: the callback trunk).
+    callbacks: bool = False
 
 
 @dataclass
@@ -67,6 +76,10 @@ class LiveCall:
     asterisk_uniqueid: str
     answered: asyncio.Event = field(default_factory=asyncio.Event)
     answered_at: float | None = None
+    # Every key the caller pressed, as AMI saw it, numbered from 1. AMI also reports the keys
+    # an AGI command consumed (menus, announcements); the session skips those by count.
+    keys: asyncio.Queue[tuple[int, str]] = field(default_factory=asyncio.Queue)
+    keys_seen: int = 0
 
 
 class CallHandler:
@@ -80,6 +93,7 @@ class CallHandler:
         acd: AcdService,
         desktops: Desktops,
         recordings: Recordings,
+        callbacks: Callbacks | None = None,
         catalogue: Catalogue,
         settings: CallSettings,
         clock: Callable[[], float] = time.time,
@@ -89,6 +103,7 @@ class CallHandler:
         self._acd = acd
         self._desktops = desktops
         self._recordings = recordings
+        self._callbacks = callbacks
         self._catalogue = catalogue
         self._settings = settings
         self._clock = clock
@@ -118,6 +133,13 @@ class CallHandler:
             finally:
                 self.live.pop(channel.uniqueid, None)
 
+    def on_key(self, asterisk_uniqueid: str, digit: str) -> None:
+        """From AMI (DTMFEnd received): a key pressed while the caller waits with music."""
+        live = self.live.get(asterisk_uniqueid)
+        if live is not None:
+            live.keys_seen += 1
+            live.keys.put_nowait((live.keys_seen, digit))
+
     def on_agent_answered(self, asterisk_uniqueid: str) -> None:
         """From AMI (DialEnd ANSWER): the agent picked up while Dial still holds the session."""
         live = self.live.get(asterisk_uniqueid)
@@ -142,6 +164,8 @@ class CallSession:
         self.recording: str | None = None
         self.outcome = "failed"
         self.language = "pl"
+        self.callback_requested = False
+        self.keys_consumed = 0  # keys AGI commands returned (menus, announcements)
 
     def _ts(self, at: float) -> datetime:
         return datetime.fromtimestamp(at, tz=utcnow().tzinfo)
@@ -217,10 +241,13 @@ class CallSession:
         for name in preface:
             pressed = await self.channel.stream_file(self._prompt(name, step.language), KEYS)
             if pressed:
+                self.keys_consumed += 1
                 return pressed
-        return await self.channel.get_data(
+        digits = await self.channel.get_data(
             self._prompt(menu, step.language), step.timeout_ms, step.max_digits
         )
+        self.keys_consumed += len(digits)
+        return digits
 
     async def _caller_still_there(self) -> bool:
         """-1 from a prompt means a hang-up or an unplayable file; the channel tells which."""
@@ -243,27 +270,132 @@ class CallSession:
         ticket = h._acd.enqueue(self.call_id, language=route.language, group=route.group)
         log.info("call_queued", language=route.language, group=route.group)
         while True:
-            offer = ticket.take_offer()
-            if offer is None:  # nobody free yet: hold music until the ACD offers an agent
-                await self.channel.set_music(
-                    True, f"{h._settings.moh_class_prefix}{route.language}"
-                )
-                offer = await self._wait_for_offer(ticket.next_offer())
-                await self.channel.set_music(False)
+            offer = ticket.take_offer() or await self._wait_in_queue(ticket, route, history)
+            if offer is None:
+                return True  # the resident asked to be called back and hangs up
             if await self._ring(offer, route, history):
                 return True
 
-    async def _wait_for_offer(self, offer_wait: Awaitable[Offer]) -> Offer:
-        offer_task = asyncio.ensure_future(offer_wait)
-        hangup_task = asyncio.ensure_future(self.channel.wait_hangup())
+    async def _wait_in_queue(
+        self, ticket: CallTicket, route: Route, history: list[dict[str, Any]]
+    ) -> Offer | None:
+        """Hold music until an agent is offered; announcements and the callback key meanwhile.
+
+        None: the resident chose to be called back.
+        """
+        hold_class = f"{self.h._settings.moh_class_prefix}{route.language}"
+        await self.channel.set_music(True, hold_class)
+        while True:
+            event = await self._next_queue_event(ticket)
+            if isinstance(event, Offer):
+                await self.channel.set_music(False)
+                return event
+            if isinstance(event, Announcement):
+                key = await self._announce(event, hold_class)
+            else:
+                key = event
+            if key == CALLBACK_KEY and self._callbacks_offered():
+                if await self._request_callback(route, history):
+                    return None
+
+    async def _next_queue_event(self, ticket: CallTicket) -> Offer | Announcement | str:
+        offer = asyncio.ensure_future(ticket.next_offer())
+        waits = {
+            offer,
+            asyncio.ensure_future(ticket.announcements.get()),
+            asyncio.ensure_future(self._fresh_key()),
+            asyncio.ensure_future(self.channel.wait_hangup()),
+        }
         try:
-            await asyncio.wait({offer_task, hangup_task}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            hangup_task.cancel()
-        if offer_task.done():
-            return offer_task.result()
-        offer_task.cancel()
-        raise AgiHangup("caller hung up in the queue")
+            for waiting in waits:
+                waiting.cancel()
+        if offer in done:  # an offer wins over anything that finished with it
+            return offer.result()
+        if self.channel.hung_up or self.channel.closed:
+            raise AgiHangup("caller hung up in the queue")
+        result = next(iter(done)).result()
+        assert isinstance(result, Announcement | str)
+        return result
+
+    async def _fresh_key(self) -> str:
+        """The next key pressed during hold music (not one a menu already took)."""
+        while True:
+            number, digit = await self.live.keys.get()
+            if number > self.keys_consumed:
+                return digit
+
+    def _callbacks_offered(self) -> bool:
+        number = self.channel.caller_number
+        return (
+            self.h._settings.callbacks
+            and self.h._callbacks is not None
+            and number.isdigit()  # "unknown" or withheld: nowhere to call back
+        )
+
+    async def _announce(self, announcement: Announcement, hold_class: str) -> str:
+        """Position and expected wait (and the callback offer); returns a key pressed, or ''."""
+        await self.channel.set_music(False)
+        names = [position_prompt(announcement.position), wait_prompt(announcement.expected_wait)]
+        escape = ""
+        if self._callbacks_offered():
+            names.append("callback_offer")
+            escape = CALLBACK_KEY
+        pressed = ""
+        for name in names:
+            pressed = await self.channel.stream_file(self._prompt(name, self.language), escape)
+            if pressed:
+                self.keys_consumed += 1
+                break
+        log.info("queue_announcement", position=announcement.position,
+                 expected_wait=announcement.expected_wait, key=pressed)  # fmt: skip
+        await self.h._calls.add_event(
+            self.db_id, "announced",
+            {"position": announcement.position, "prompts": names, "key": pressed},
+        )  # fmt: skip
+        await self.channel.set_music(True, hold_class)
+        return pressed
+
+    async def _request_callback(self, route: Route, history: list[dict[str, Any]]) -> bool:
+        h = self.h
+        number = self.channel.caller_number
+        try:
+            h._acd.request_callback(self.call_id, number)
+        except AcdError as exc:  # an agent was offered a moment ago: just go on
+            log.info("callback_not_taken", error=str(exc))
+            return False
+        assert h._callbacks is not None and self.queued_at is not None
+        h._callbacks.register(
+            CallbackRequest(
+                self.call_id, number, route.language, route.group, self.queued_at,
+                pop=self._pop(route, history, h._clock()),
+            )
+        )  # fmt: skip
+        self.callback_requested = True
+        self.outcome = "callback_requested"
+        await h._calls.add_event(self.db_id, "callback_requested", {"number": number})
+        log.info("callback_requested", number=number)
+        await self.channel.set_music(False)
+        await self._play("callback_confirm")
+        return True
+
+    def _pop(self, route: Route, history: list[dict[str, Any]], at: float) -> dict[str, Any]:
+        """The screen-pop: who is calling, about what, how long they waited, their history."""
+        h = self.h
+        assert self.queued_at is not None
+        group = h._catalogue.groups.get(route.group) if route.group else None
+        return {
+            "call_id": self.call_id,
+            "caller_number": self.channel.caller_number,
+            "language": route.language,
+            "service_group": route.group,
+            "service_group_name": group.names.get(route.language) if group else None,
+            "ivr_route": route.reason,
+            "queued_at": self.queued_at,
+            "waited_seconds": round(at - self.queued_at, 1),
+            "earlier_cases": [_json_ready(c) for c in history],
+        }
 
     async def _ring(self, offer: Offer, route: Route, history: list[dict[str, Any]]) -> bool:
         """Ring the offered agent; True when they talked, False to wait for the next offer."""
@@ -281,20 +413,7 @@ class CallSession:
             log.error("offered_agent_has_no_phone", agent=offer.agent_id)
             h._acd.ring_failed(self.call_id)
             return False
-        assert self.queued_at is not None
-        pop = {
-            "call_id": self.call_id,
-            "caller_number": self.channel.caller_number,
-            "language": route.language,
-            "service_group": route.group,
-            "service_group_name": (
-                h._catalogue.groups[route.group].names.get(route.language) if route.group else None
-            ),
-            "ivr_route": route.reason,
-            "queued_at": self.queued_at,
-            "waited_seconds": round(offered_at - self.queued_at, 1),
-            "earlier_cases": [_json_ready(c) for c in history],
-        }
+        pop = self._pop(route, history, offered_at)
         if self.recording is None:
             self.recording = h._recordings.asterisk_path_for(self.call_id)
             # b: record only while bridged, so the file is the conversation, not the music.
@@ -342,7 +461,7 @@ class CallSession:
             await self.channel.exec("StopMixMonitor")
 
     async def _leave_acd(self) -> None:
-        if self.queued_at is not None:
+        if self.queued_at is not None and not self.callback_requested:
             talked = self.live.answered.is_set()
             if not talked and self.agent_id:
                 self.h._desktops.send_call_update(self.agent_id, self.call_id, "abandoned")
@@ -356,7 +475,7 @@ class CallSession:
             "outcome": self.outcome,
             "offers": self.offers,
         }
-        if self.queued_at is not None:
+        if self.queued_at is not None and not self.callback_requested:
             answered_at = self.live.answered_at
             waited_until = answered_at if answered_at is not None else ended
             wait = max(waited_until - self.queued_at, 0.0)

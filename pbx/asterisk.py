@@ -92,6 +92,8 @@ class AsteriskSettings:
     # Generated per instance: there is never a default AMI password.
     ami_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     moh_class: str = "default"
+    # host:port where calls to residents go (a SIP trunk or gateway); empty: no callbacks.
+    callback_trunk: str = ""
     system_name: str = "cityline"
     conf_template_dir: Path = CONF_TEMPLATE_DIR
     dialplan_dir: Path = DIALPLAN_DIR
@@ -260,6 +262,16 @@ class AsteriskInstance:
         for name in _AGENT_FILES:
             if not (self.etc_dir / name).exists():
                 _write_private(self.etc_dir / name, "")
+        trunk = self.settings.callback_trunk
+        _write_private(
+            self.etc_dir / "pjsip_trunk.conf",
+            render_template(
+                (self.settings.conf_template_dir / "pjsip_trunk.conf.part").read_text(),
+                {"contact": f"sip:{trunk}"},
+            )
+            if trunk
+            else "",
+        )
 
     def write_agents(self, agents: Sequence[AgentEndpoint]) -> None:
         """Regenerate agents' SIP endpoints and fallback-queue membership; then reload_agents()."""

@@ -146,8 +146,9 @@ async def test_template_is_migrated_and_copies_are_dropped(tmp_path: Path) -> No
         conn = await asyncpg.connect(fresh)
         try:
             assert await conn.fetchval("SELECT to_regclass('t_tpl') IS NOT NULL")
-            assert await applied_migrations(conn) == {"tpl": await conn.fetchval(
-                "SELECT checksum FROM schema_migrations")}
+            assert await applied_migrations(conn) == {
+                "tpl": await conn.fetchval("SELECT checksum FROM schema_migrations")
+            }
         finally:
             await conn.close()
         leaked = await asyncpg.connect(fresh)  # drop_all must cope with a leaked session

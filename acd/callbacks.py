@@ -1,0 +1,195 @@
+"""Queued callbacks: when a resident's turn comes, ring the reserved agent, then the resident.
+
+The agent is rung first (AMI Originate into the city-callback context) so no resident is
+called back only to wait again; once the agent answers, the dialplan rings the resident
+through the trunk and reports back with two UserEvents. A failed attempt goes back to the
+ACD, which retries in the same place and, after the last attempt, hands it over as a
+follow-up case: a callback that failed is counted and acted on, never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from acd.engine import AcdError, Offer
+from acd.service import AcdService
+from cases.store import CallStore, CaseStore, utcnow
+from pbx.ami import AmiError, AmiLink
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class CallbackRequest:
+    """What the agent needs to know when the callback rings (the resident is not on the line)."""
+
+    call_id: str
+    number: str
+    language: str
+    group: str | None
+    queued_at: float
+    pop: dict[str, Any] = field(default_factory=dict)
+    attempts: int = 0
+
+
+class CallbackDialer:
+    def __init__(
+        self,
+        *,
+        acd: AcdService,
+        ami: AmiLink,
+        calls: CallStore,
+        cases: CaseStore,
+        endpoint_of: Callable[[str], str | None],
+        send_pop: Callable[[str, Mapping[str, Any]], None],
+        ring_timeout_seconds: int,
+    ) -> None:
+        self._acd = acd
+        self._ami = ami
+        self._calls = calls
+        self._cases = cases
+        self._endpoint_of = endpoint_of
+        self._send_pop = send_pop
+        self._ring_timeout = ring_timeout_seconds
+        self.requests: dict[str, CallbackRequest] = {}
+        self._originating: dict[str, str] = {}  # ActionID -> call id
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def register(self, request: CallbackRequest) -> None:
+        self.requests[request.call_id] = request
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- the ACD reserved an agent --------------------------------------------------------------
+    def on_offer(self, offer: Offer) -> None:
+        self._spawn(self._ring_agent(offer))
+
+    async def _ring_agent(self, offer: Offer) -> None:
+        request = self.requests.get(offer.call_id)
+        endpoint = self._endpoint_of(offer.agent_id)
+        with structlog.contextvars.bound_contextvars(call_id=offer.call_id):
+            if request is None or endpoint is None:
+                log.error("callback_cannot_ring", agent=offer.agent_id, known=request is not None)
+                self._acd_safely(lambda: self._acd.ring_failed(offer.call_id))
+                return
+            request.attempts += 1
+            self._send_pop(offer.agent_id, {**request.pop, "callback": True,
+                                            "callback_attempt": request.attempts})  # fmt: skip
+            action_id = f"callback-{offer.call_id}-{uuid.uuid4().hex[:8]}"
+            self._originating[action_id] = offer.call_id
+            await self._event(offer.call_id, "callback_ringing_agent", agent=offer.agent_id,
+                              attempt=request.attempts)  # fmt: skip
+            try:
+                await self._ami.originate(
+                    f"PJSIP/{endpoint}",
+                    context="city-callback",
+                    exten="s",
+                    caller_id=f"Callback <{request.number}>",
+                    variables={
+                        "CITYLINE_CALL_ID": offer.call_id,
+                        "CITYLINE_CALLBACK_NUMBER": request.number,
+                    },
+                    ring_timeout=float(self._ring_timeout),
+                    action_id=action_id,
+                )
+            except AmiError as exc:
+                self._originating.pop(action_id, None)
+                log.error("callback_originate_failed", error=str(exc))
+                self._acd_safely(lambda: self._acd.ring_failed(offer.call_id))
+
+    # -- what Asterisk tells us ----------------------------------------------------------------
+    def on_ami_event(self, event: Mapping[str, str]) -> None:
+        name = event.get("Event")
+        if name == "OriginateResponse":
+            missed = self._originating.pop(event.get("ActionID", ""), None)
+            if missed is not None and event.get("Response") != "Success":
+                # The agent did not pick up: paused, and the callback waits for the next one.
+                log.info("callback_agent_no_answer", call_id=missed, reason=event.get("Reason"))
+                self._acd_safely(lambda: self._acd.ring_no_answer(missed))
+        elif name == "UserEvent":
+            kind = event.get("UserEvent")
+            call_id = event.get("CallId", "")
+            if call_id not in self.requests:
+                return
+            if kind == "CityLineCallbackAnswered":
+                self._acd_safely(lambda: self._acd.callback_result(call_id, True))
+                self._spawn(self._answered(call_id))
+            elif kind == "CityLineCallbackDone":
+                self._spawn(self._done(call_id, event.get("DialStatus", "")))
+
+    async def _answered(self, call_id: str) -> None:
+        request = self.requests[call_id]
+        answered = utcnow()
+        wait = answered.timestamp() - request.queued_at
+        agent = self._agent_of(call_id)
+        await self._calls.update_call(
+            uuid.UUID(call_id), answered_at=answered, agent=agent, outcome="callback_answered",
+            wait_seconds=round(wait, 3), answered_within_target=False,
+        )  # fmt: skip
+        await self._event(call_id, "callback_answered", agent=agent)
+
+    async def _done(self, call_id: str, dial_status: str) -> None:
+        request = self.requests[call_id]
+        if dial_status == "ANSWER":
+            self._acd_safely(lambda: self._acd.finish(call_id, talked=True))
+            del self.requests[call_id]
+            await self._calls.update_call(uuid.UUID(call_id), ended_at=utcnow())
+            await self._event(call_id, "ended", outcome="callback_answered")
+            return
+        log.info("callback_resident_not_reached", call_id=call_id, status=dial_status)
+        await self._event(call_id, "callback_attempt_failed", status=dial_status,
+                          attempt=request.attempts)  # fmt: skip
+        self._acd_safely(lambda: self._acd.callback_result(call_id, False))
+        for follow_up in self._acd.follow_ups():
+            await self._open_follow_up_case(follow_up.call_id, follow_up.attempts)
+
+    async def _open_follow_up_case(self, call_id: str, attempts: int) -> None:
+        request = self.requests.pop(call_id, None)
+        if request is None:
+            return
+        case = await self._cases.create_case(
+            call_id=uuid.UUID(call_id),
+            service_group=request.group or "other",
+            description=(
+                f"Callback requested from {request.number}; not reached after {attempts}"
+                " attempts. Please contact the resident."
+            ),
+            created_by="callback",
+        )
+        await self._calls.update_call(
+            uuid.UUID(call_id), outcome="callback_failed", ended_at=utcnow()
+        )
+        await self._event(call_id, "callback_follow_up_case", case_id=case["id"])
+        log.warning("callback_follow_up_case", call_id=call_id, case_id=case["id"])
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _agent_of(self, call_id: str) -> str | None:
+        try:
+            return self._acd.engine.call_info(call_id).agent_id
+        except AcdError:
+            return None
+
+    def _acd_safely(self, change: Callable[[], None]) -> None:
+        try:
+            change()
+        except AcdError as exc:
+            log.warning("callback_acd_refused", error=str(exc))
+
+    async def _event(self, call_id: str, kind: str, **detail: Any) -> None:
+        try:
+            await self._calls.add_event(uuid.UUID(call_id), kind, detail)
+        except Exception:
+            log.exception("callback_event_not_stored", kind=kind)
+
+    async def drain(self) -> None:
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=10)
