@@ -13,7 +13,7 @@ import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -142,6 +142,8 @@ class CityLine:
                 self.acd.upsert_agent(agent.name, agent.skills)
         await self.acd.start()
         self._running.stops.append(self.acd.stop)
+        days = asyncio.create_task(_roll_days(stats), name="service-level-days")
+        self._running.stops.append(lambda: _cancel(days))
         self.wallboard = WallboardHub(self.acd)
         await self.wallboard.start()
         self._running.stops.append(self.wallboard.stop)
@@ -358,6 +360,16 @@ def _local_midnight() -> float:
     """Start of today on this machine's clock: the "today" service-level window starts here."""
     now = datetime.now().astimezone()
     return now.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+
+async def _roll_days(stats: ServiceLevelWindows) -> None:
+    """Start a new "today" at each local midnight, so the figures of a long run stay daily."""
+    while True:
+        now = datetime.now().astimezone()
+        midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+        await asyncio.sleep((midnight - now).total_seconds())
+        stats.start_day(midnight.timestamp())
+        log.info("service_level_day_started", day=midnight.date().isoformat())
 
 
 async def _cancel(task: asyncio.Task[Any]) -> None:

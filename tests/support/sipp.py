@@ -36,7 +36,6 @@ DTMF_EVENTS = {str(d): d for d in range(10)} | {
 }
 DTMF_PCAP_DIR = Path("/usr/share/sip-tester")  # Debian sip-tester's RFC 2833 key pcaps
 TELEPHONE_EVENT_PT = 101  # must match the a=rtpmap in the scenario's SDP
-KEY_PACKETS = 8  # 8 x 20 ms = 160 ms tone, then 3 end packets
 # A key's pcap lasts 200 ms; sipp cancels a still-playing pcap when the next
 # one starts, so closer keys would be cut short.
 MIN_KEY_GAP = 0.3
