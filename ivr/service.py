@@ -239,9 +239,8 @@ class CallSession:
         """Play the prompts (a key interrupts any of them) and collect the answer."""
         *preface, menu = step.prompts
         for name in preface:
-            pressed = await self.channel.stream_file(self._prompt(name, step.language), KEYS)
+            pressed = await self._stream(name, step.language, KEYS)
             if pressed:
-                self.keys_consumed += 1
                 return pressed
         digits = await self.channel.get_data(
             self._prompt(menu, step.language), step.timeout_ms, step.max_digits
@@ -344,9 +343,8 @@ class CallSession:
             escape = CALLBACK_KEY
         pressed = ""
         for name in names:
-            pressed = await self.channel.stream_file(self._prompt(name, self.language), escape)
+            pressed = await self._stream(name, self.language, escape)
             if pressed:
-                self.keys_consumed += 1
                 break
         log.info("queue_announcement", position=announcement.position,
                  expected_wait=announcement.expected_wait, key=pressed)  # fmt: skip
@@ -512,7 +510,21 @@ class CallSession:
         return f"{self.h._settings.prompt_dir}/{language}/{name}"
 
     async def _play(self, name: str) -> None:
-        await self.channel.command("STREAM", "FILE", self._prompt(name, self.language), "")
+        await self._stream(name, self.language, "")
+
+    async def _stream(self, name: str, language: str, escape: str) -> str:
+        """Play one prompt; the key that interrupted it, or ''. A prompt Asterisk cannot play
+        is logged and skipped: the call goes on (a real hang-up still raises AgiHangup)."""
+        try:
+            pressed = await self.channel.stream_file(self._prompt(name, language), escape)
+        except AgiHangup:
+            if not await self._caller_still_there():
+                raise
+            log.error("prompt_failed", prompt=name, language=language)
+            return ""
+        if pressed:
+            self.keys_consumed += 1
+        return pressed
 
 
 def _json_ready(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
 import pytest
 import pytest_asyncio
 
@@ -21,6 +22,12 @@ from tests.support.postgres import TemplateDatabases, stop_test_server, test_ser
 
 def pytest_configure(config: pytest.Config) -> None:
     configure_logging("INFO", json=True)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -5,26 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-import pytest_asyncio
 
 from cityline.service import CityLine
 from tests.conftest import CityFactory
-from tests.integration.test_call_flow import eventually, only_call
+from tests.support.checks import agent_is, eventually, only_call
 from tests.support.desk import AgentAtDesk, admin_headers, base_url
 from tests.support.sipp import call_with_keys
 
 pytestmark = pytest.mark.integration
 ENGLISH_WASTE = [(1.0, "2"), (1.5, "2")]
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def test_a_call_nobody_skilled_can_take_widens_to_any_english_speaker(
@@ -122,19 +114,10 @@ async def test_an_agent_whose_phone_goes_away_is_not_offered_calls(
 ) -> None:
     lou = await AgentAtDesk(city, http, "lou", {"lang:pl": 3, "group:roads": 3}).arrive()
     try:
-        assert city.acd is not None
-        acd = city.acd
-        await eventually(lambda: _reachable(acd, "lou", True))
+        await eventually(agent_is(city, "lou", reachable=True))
         assert lou.phone is not None
         await asyncio.to_thread(lou.phone.stop)  # unregisters
-        await eventually(lambda: _reachable(acd, "lou", False))
+        await eventually(agent_is(city, "lou", reachable=False))
     finally:
         lou.phone = None
         await lou.leave()
-
-
-async def _reachable(acd: object, agent: str, expected: bool) -> bool:
-    from acd.service import AcdService
-
-    assert isinstance(acd, AcdService)
-    return acd.agent_view(agent).get("reachable") is expected

@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-import pytest_asyncio
 
 from cityline.service import CityLine
 from tests.support.desk import admin_headers, base_url
 
 pytestmark = pytest.mark.integration
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def _agent_token(city: CityLine, http: aiohttp.ClientSession, name: str = "kim") -> str:

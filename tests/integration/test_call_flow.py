@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import aiohttp
 import pytest
-import pytest_asyncio
 
 from cityline.service import CityLine
+from tests.support.checks import agent_is, eventually, no_call_left, only_call
 from tests.support.desk import AgentAtDesk
 from tests.support.sipp import call_with_keys
 
@@ -20,37 +19,6 @@ pytestmark = pytest.mark.integration
 T = TypeVar("T")
 
 ENGLISH_ROADS = [(1.0, "2"), (1.5, "1")]  # English, then roads and street lighting
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 15.0) -> T:
-    """Poll until check() returns something truthy; the last value is in the failure."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    value: T | None = None
-    while asyncio.get_running_loop().time() < deadline:
-        value = await check()
-        if value:
-            return value
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"condition not met within {timeout} s; last value {value!r}")
-
-
-async def only_call(city: CityLine, *, ended: bool = True) -> dict[str, Any]:
-    assert city.calls is not None
-
-    async def check() -> dict[str, Any] | None:
-        assert city.calls is not None
-        calls = await city.calls.recent_calls()
-        if len(calls) == 1 and (calls[0]["ended_at"] is not None or not ended):
-            return calls[0]
-        return None
-
-    return await eventually(check)
 
 
 async def test_resident_reaches_agent_and_case_is_stored(
@@ -136,12 +104,7 @@ async def test_caller_hangs_up_in_the_ivr(city: CityLine) -> None:
     assert call["outcome"] == "abandoned_ivr"
     assert call["queued_at"] is None
     assert city.agi is not None
-    await eventually(lambda: _no_sessions(city))
-
-
-async def _no_sessions(city: CityLine) -> bool:
-    assert city.agi is not None and city.acd is not None
-    return city.agi.active_sessions == 0 and city.acd.waiting_count() == 0
+    await eventually(lambda: no_call_left(city))
 
 
 async def test_caller_hangs_up_while_waiting_in_the_queue(
@@ -158,7 +121,7 @@ async def test_caller_hangs_up_while_waiting_in_the_queue(
         assert call["outcome"] == "abandoned_queue"
         assert call["queued_at"] is not None and call["answered_at"] is None
         assert call["answered_within_target"] is False
-        await eventually(lambda: _no_sessions(city))
+        await eventually(lambda: no_call_left(city))
     finally:
         await bob.leave()
 
@@ -181,14 +144,9 @@ async def test_caller_hangs_up_while_the_agent_rings(
         assert update["status"] == "abandoned"
         # Carol is not held: she is ready for the next resident.
         assert city.acd is not None
-        await eventually(lambda: _agent_state(city, "carol", "ready"))
+        await eventually(agent_is(city, "carol", state="ready"))
     finally:
         await carol.leave()
-
-
-async def _agent_state(city: CityLine, agent: str, state: str) -> bool:
-    assert city.acd is not None
-    return city.acd.agent_view(agent).get("state") == state
 
 
 async def test_ring_no_answer_pauses_the_agent_and_the_call_goes_on(

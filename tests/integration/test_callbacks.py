@@ -10,21 +10,14 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-import pytest_asyncio
 
 from tests.conftest import CityFactory
-from tests.integration.test_call_flow import eventually, only_call
+from tests.support.checks import agent_is, eventually, only_call
 from tests.support.desk import AgentAtDesk
 from tests.support.sipp import call_with_keys, free_udp_port
 
 pytestmark = pytest.mark.integration
 POLISH_WASTE_THEN_CALLBACK = [(1.0, "1"), (1.5, "2"), (4.0, "1")]
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 @contextlib.asynccontextmanager
@@ -73,7 +66,7 @@ async def test_a_resident_who_presses_1_is_called_back_by_the_next_free_agent(
 
         assert city.calls is not None
 
-        await eventually(lambda: _state(city, "mia", "ready"))  # the callback is over
+        await eventually(agent_is(city, "mia", state="ready"))  # the callback is over
         record = await city.calls.get_call(call["id"])
         assert record is not None
         assert (record["outcome"], record["agent"]) == ("callback_answered", "mia")
@@ -83,13 +76,6 @@ async def test_a_resident_who_presses_1_is_called_back_by_the_next_free_agent(
         assert kinds[-1] == "ended"
     finally:
         await mia.leave()
-
-
-async def _state(city: object, agent: str, state: str) -> bool:
-    from cityline.service import CityLine
-
-    assert isinstance(city, CityLine) and city.acd is not None
-    return city.acd.agent_view(agent).get("state") == state
 
 
 async def test_an_unreachable_resident_becomes_a_follow_up_case(

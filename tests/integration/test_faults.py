@@ -4,27 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
-import pytest_asyncio
 
 from cityline.service import CityLine
 from pbx.ami import AmiError
-from tests.integration.test_call_flow import ENGLISH_ROADS, eventually, only_call
+from tests.integration.test_call_flow import ENGLISH_ROADS
 from tests.integration.test_pbx_ami import _session_fds as session_fds
+from tests.support.checks import eventually, only_call
 from tests.support.desk import AgentAtDesk
 from tests.support.sipp import call_with_keys
 
 pytestmark = pytest.mark.integration
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def test_service_down_callers_reach_an_agent_through_the_fallback_queue(
@@ -89,13 +82,13 @@ async def test_garbage_and_stalled_fastagi_connections_do_not_hurt_real_calls(
         finally:
             await ivy.leave()
         assert await asyncio.wait_for(reader.read(), timeout=10) == b""  # garbage: closed
-        await eventually(_only_idle(city))
+        await eventually(_no_agi_sessions(city))
     finally:
         garbage.close()
         stalled.close()
 
 
-def _only_idle(city: CityLine) -> Any:
+def _no_agi_sessions(city: CityLine) -> Any:
     async def check() -> bool:
         assert city.agi is not None
         return city.agi.active_sessions == 0
@@ -123,3 +116,22 @@ async def test_ami_reconnects_and_calls_carry_on(
         assert call["outcome"] == "answered" and call["answered_at"] is not None
     finally:
         await jo.leave()
+
+
+async def test_missing_prompt_files_never_cost_the_resident_the_call(
+    city: CityLine, http: aiohttp.ClientSession
+) -> None:
+    # The welcome menu and the "connecting you to any agent" prompt are gone from disk.
+    assert city.asterisk is not None
+    for name in ("welcome", "any_agent"):
+        (city.asterisk.sounds_dir / "pl" / f"{name}.wav").unlink()
+    pia = await AgentAtDesk(city, http, "pia", {"lang:pl": 3, "group:other": 3}).arrive()
+    try:
+        caller = asyncio.create_task(call_with_keys(city.settings.sip_port, [], hold_seconds=30))
+        pop = await pia.next_message("pop", timeout=30)
+        assert pop["ivr_route"] == "prompt_failed" and pop["service_group"] is None
+        result = await caller
+        assert result.ok and result.hung_up_by == "pbx"
+        assert (await only_call(city))["outcome"] == "answered"
+    finally:
+        await pia.leave()

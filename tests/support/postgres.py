@@ -38,6 +38,7 @@ TEST_SERVER_SETTINGS = {
     "max_connections": "200",
 }
 
+
 class _LoopLock:
     """An asyncio.Lock re-made per event loop: tests may run on function- or session-scoped
     loops, and a Lock used from a second loop raises."""

@@ -122,6 +122,7 @@ def dtmf_pcap(digit: str, index: int) -> bytes:
         offset += 16 + captured
     return bytes(data)
 
+
 def render_scenario(
     keys: Sequence[tuple[float, str]],
     *,
