@@ -13,7 +13,7 @@ from aiohttp import WSMsgType, web
 
 from acd.engine import AcdError
 from acd.events import AcdEvent, AgentChanged
-from acd.service import AcdService
+from acd.http import ACD_SERVICE
 from agent_client.service import Agent, AgentDirectory, AgentError, DesktopHub
 from cases.http import Principal, json_error, principal, read_object, text_field, to_json
 
@@ -21,7 +21,6 @@ log = structlog.get_logger(__name__)
 
 DIRECTORY = web.AppKey("directory", AgentDirectory)
 DESKTOPS = web.AppKey("desktops", DesktopHub)
-ACD = web.AppKey("acd", AcdService)
 ADMIN_TOKEN = web.AppKey("admin_token", str)
 SIP_INFO: web.AppKey[dict[str, Any]] = web.AppKey("sip_info")
 AGENT = web.RequestKey("agent", Agent)
@@ -86,7 +85,7 @@ async def create_agent(request: web.Request) -> web.Response:
 @routes.get("/api/agents")
 async def list_agents(request: web.Request) -> web.Response:
     await principal(request, "admin", "supervisor")
-    acd = request.app[ACD]
+    acd = request.app[ACD_SERVICE]
     agents = [
         {**a.public(), "acd": acd.agent_view(a.name)}
         for a in request.app[DIRECTORY].by_name.values()
@@ -106,7 +105,7 @@ async def login(request: web.Request) -> web.Response:
         raise json_error(401, "wrong name or password")
     agent, token = result
     if agent.role == "agent":
-        acd_call(lambda: request.app[ACD].login(agent.name))
+        acd_call(lambda: request.app[ACD_SERVICE].login(agent.name))
     log.info("agent_logged_in", agent=agent.name)
     return to_json({"token": token, "agent": agent.public(), "sip": _sip(request, agent)})
 
@@ -115,7 +114,7 @@ async def login(request: web.Request) -> web.Response:
 async def logout(request: web.Request) -> web.Response:
     agent = await current_agent(request)
     if agent.role == "agent":
-        acd_call(lambda: request.app[ACD].logout(agent.name))
+        acd_call(lambda: request.app[ACD_SERVICE].logout(agent.name))
     token = _token_of(request)
     assert token is not None
     await request.app[DIRECTORY].end_session(token)
@@ -125,7 +124,7 @@ async def logout(request: web.Request) -> web.Response:
 @routes.get("/api/me")
 async def me(request: web.Request) -> web.Response:
     agent = await current_agent(request)
-    return to_json({**agent.public(), "acd": request.app[ACD].agent_view(agent.name)})
+    return to_json({**agent.public(), "acd": request.app[ACD_SERVICE].agent_view(agent.name)})
 
 
 @routes.post("/api/me/state")
@@ -133,12 +132,12 @@ async def set_state(request: web.Request) -> web.Response:
     agent = await current_agent(request)
     body = await read_object(request)
     _change_state(request.app, agent, body)
-    return to_json(request.app[ACD].agent_view(agent.name))
+    return to_json(request.app[ACD_SERVICE].agent_view(agent.name))
 
 
 def _change_state(app: web.Application, agent: Agent, body: dict[str, Any]) -> None:
     state = text_field(body, "state", max_len=20)
-    acd = app[ACD]
+    acd = app[ACD_SERVICE]
     if state == "ready":
         acd_call(lambda: acd.set_ready(agent.name))
     elif state in ("paused", "not_ready"):
@@ -163,7 +162,11 @@ async def desktop_socket(request: web.Request) -> web.WebSocketResponse:
     hub = request.app[DESKTOPS]
     desktop = hub.attach(agent.name, ws)
     desktop.send(
-        {"type": "hello", "agent": agent.public(), "acd": request.app[ACD].agent_view(agent.name)}
+        {
+            "type": "hello",
+            "agent": agent.public(),
+            "acd": request.app[ACD_SERVICE].agent_view(agent.name),
+        }
     )
     pump = asyncio.create_task(desktop.pump())
     log.info("desktop_connected", agent=agent.name)
@@ -192,7 +195,7 @@ def _handle_desktop_message(app: web.Application, agent: Agent, text: str) -> di
             return {"type": "pong"}
         if kind == "state":
             _change_state(app, agent, body)
-            return {"type": "state", "acd": app[ACD].agent_view(agent.name)}
+            return {"type": "state", "acd": app[ACD_SERVICE].agent_view(agent.name)}
         raise ValueError(f"unknown message type {kind!r}")
     except web.HTTPException as exc:
         log.info("desktop_message_rejected", agent=agent.name, error=exc.text)

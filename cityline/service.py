@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import asyncpg
 import structlog
 from aiohttp import web
 
@@ -98,20 +99,30 @@ class CityLine:
         s = self.settings
         s.state_dir.mkdir(parents=True, exist_ok=True)
         self.admin_token = self._admin_token()
+        pool = await self._start_database()
+        self.calls = CallStore(pool)
+        cases = CaseStore(pool, self.catalogue)
+        self.directory = AgentDirectory(pool, self.catalogue, session_hours=s.session_hours)
+        agents = await self.directory.load()
+        await self._start_asterisk(agents)
+        await self._start_acd(agents)
+        await self._start_calls(cases)
+        await self._start_http(cases)
+        log.info("cityline_started", **self.addresses())
 
+    async def _start_database(self) -> asyncpg.Pool:
         if not self.dsn:
-            embedded = EmbeddedPostgres(s.state_dir / "postgres")
+            embedded = EmbeddedPostgres(self.settings.state_dir / "postgres")
             self.dsn = await embedded.start()
             self._running.stops.append(embedded.stop)
             log.info("embedded_postgres_started", dsn=redact(self.dsn))
         pool = await create_pool(self.dsn)
         self._running.stops.append(pool.close)
         await apply_migrations(pool, SCHEMA_FILES)
-        self.calls = CallStore(pool)
-        cases = CaseStore(pool, self.catalogue)
-        self.directory = AgentDirectory(pool, self.catalogue, session_hours=s.session_hours)
-        agents = await self.directory.load()
+        return pool
 
+    async def _start_asterisk(self, agents: list[Agent]) -> None:
+        s = self.settings
         self.asterisk = self._asterisk_instance()
         self.asterisk.render_config()
         self.asterisk.write_agents([AgentEndpoint(a.sip_endpoint, a.sip_secret) for a in agents])
@@ -126,6 +137,8 @@ class CityLine:
         await self.ami.start()
         self._running.stops.append(self.ami.stop)
 
+    async def _start_acd(self, agents: list[Agent]) -> None:
+        s = self.settings
         stats = ServiceLevelWindows(target_seconds=s.answer_target_seconds)
         stats.start_day(_local_midnight())
         engine = Engine(
@@ -148,6 +161,10 @@ class CityLine:
         await self.wallboard.start()
         self._running.stops.append(self.wallboard.stop)
 
+    async def _start_calls(self, cases: CaseStore) -> None:
+        """Everything a resident's call goes through, from the FastAGI port to the agent."""
+        s = self.settings
+        assert self.asterisk and self.ami and self.acd and self.directory and self.calls
         self.desktops = DesktopHub(self.directory)
         recordings = RecordingCollector(
             asterisk_spool_dir=self.asterisk.spool_dir,
@@ -195,6 +212,11 @@ class CityLine:
         await self.agi.start()
         self._running.stops.append(self.agi.stop)
 
+    async def _start_http(self, cases: CaseStore) -> None:
+        s = self.settings
+        assert self.asterisk and self.acd and self.directory and self.calls and self.desktops
+        assert self.wallboard is not None
+        ast = self.asterisk.settings
         app = build_app([case_http.routes, agent_http.routes, acd_http.routes])
         app[acd_http.ACD_SERVICE] = self.acd
         app[acd_http.WALLBOARD] = self.wallboard
@@ -203,7 +225,6 @@ class CityLine:
         app[case_http.CASES] = cases
         app[agent_http.DIRECTORY] = self.directory
         app[agent_http.DESKTOPS] = self.desktops
-        app[agent_http.ACD] = self.acd
         app[agent_http.ADMIN_TOKEN] = self.admin_token
         app[agent_http.SIP_INFO] = {
             "server": "127.0.0.1",
@@ -220,7 +241,6 @@ class CityLine:
         self.http_port = runner.addresses[0][1]
         self._running.stops.append(runner.cleanup)
         self._running.stops.append(self._close_desktops)
-        log.info("cityline_started", **self.addresses())
 
     def _asterisk_instance(self) -> AsteriskInstance:
         s = self.settings
