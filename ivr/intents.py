@@ -1,0 +1,631 @@
+"""Transcript -> service: a small, deterministic intent matcher for the speech IVR.
+
+Pure: built once per language from the service catalogue, then `match()` does no I/O and
+keeps no state between calls (a bounded cache of fuzzy look-ups aside).
+
+Scoring
+-------
+1. Normalise: lower case, fold diacritics (ł->l, ą->a ...), drop apostrophes, tokenise.
+   Address spans with a house number ("ulicy Polnej 5", "Main Street 5") are cut out first,
+   so street names such as "Parkowa" or "Park Lane" are not taken as evidence; the first
+   address found (with or without a number) is returned in the result.
+2. Drop stop and filler words ("dzień dobry", "chciałam zgłosić", "I'd like to report"), then
+   stem: Polish by stripping the longest known inflection suffix (latarnia/latarni/latarnie ->
+   latarn, śmieci/śmieciach -> smiec), English lightly (dumped/dumping -> dump, bins -> bin).
+   Two adjacent words that are one vocabulary term when joined ("pot hole") become that term.
+3. Each query stem q is mapped to vocabulary terms t with a similarity s(q, t): 1.0 when
+   equal, 0.85 when one is a prefix of the other (stem >= 4 chars, what a crude stemmer
+   leaves of consonant alternations: dziura/dziurze), otherwise the best of trigram Dice and
+   1 - edit distance / length, kept at >= 0.72 and scaled by 0.9 (recognition errors).
+4. Evidence for a service S:  E(S) = Σ_q max_t s(q, t) · w_S(t) · idf(t)
+   + 0.5 · min(idf) for every adjacent pair of query terms that is also adjacent in one of
+   S's phrases or keywords. w_S(t) is 1.0 for a term of S's keywords or name, 0.5 for one
+   only in its phrases; idf(t) = ln(1 + N / df(t)) over the N services, so "ulica" or
+   "street" (in many services) counts little and "latarnia" or "pothole" counts a lot.
+5. Score(S) = 1 - exp(-E(S) / 3.0), in [0, 1): one distinctive keyword gives ~0.7, two ~0.9.
+6. Decision from the best score s1 and the runner-up's evidence ratio r = E2 / E1:
+   no_match if s1 < 0.35; ambiguous if r >= 0.8 (two services equally likely; if they share
+   a group, `group` names it); confident if s1 >= 0.75 and r <= 0.55; confirm otherwise
+   (the dialog reads the service back and asks yes/no). The thresholds were checked on the
+   catalogue's own phrases, each matched with itself left out (leave-one-out).
+Special intents are checked before services: yes / no (the whole utterance is yes/no words
+and fillers), language choice (a short utterance naming a language) and agent (a word for an
+operator, or "talk to someone"), unless a service is matched confidently alongside it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+import unicodedata
+from collections import defaultdict
+from dataclasses import dataclass
+from enum import StrEnum
+
+from cases.services import ServiceCatalogue, load_services
+
+SPECIAL_AGENT = "agent"
+SPECIAL_YES = "yes"
+SPECIAL_NO = "no"
+SPECIAL_LANGUAGE = "language"
+
+SATURATION = 3.0
+MIN_SCORE = 0.35
+CONFIDENT_SCORE = 0.75
+CONFIDENT_RATIO = 0.55
+AMBIGUOUS_RATIO = 0.8
+TOP_K = 3
+
+
+class Decision(StrEnum):
+    CONFIDENT = "confident"
+    CONFIRM = "confirm"
+    AMBIGUOUS = "ambiguous"
+    NO_MATCH = "no_match"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    service_code: str
+    group: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Address:
+    text: str  # as spoken, e.g. "ulicy Polnej 5"
+    street: str
+    number: str | None
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    decision: Decision
+    candidates: tuple[Candidate, ...]
+    special: str | None = None  # agent / yes / no / language
+    language: str | None = None  # the language chosen, when special == "language"
+    address: Address | None = None
+    group: str | None = None  # the group the best candidates share, when ambiguous
+
+    @property
+    def service_code(self) -> str | None:
+        """The best service, when the decision lets the dialog use it (outright or to confirm)."""
+        if self.special is None and self.decision in (Decision.CONFIDENT, Decision.CONFIRM):
+            return self.candidates[0].service_code
+        return None
+
+
+# --- normalisation and stemming ----------------------------------------------------------
+
+# ą and ę alternate inside Polish stems (gałąź/gałęzie, dąb/dęby) and both end many forms,
+# so both fold to "e".
+_FOLD = str.maketrans({"ł": "l", "ą": "ę", "’": "", "'": "", "`": ""})
+_TOKEN = re.compile(r"\d+(?:st|nd|rd|th)\b|\d+[a-z]?(?:/\d+[a-z]?)?|[^\W\d_]+\.?|[,;:!?]")
+
+
+def fold(text: str) -> str:
+    """Lower case without diacritics or apostrophes: 'Gałąź spadła' -> 'galez spadla'."""
+    decomposed = unicodedata.normalize("NFKD", text.lower().translate(_FOLD))
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+# Longest first. Nominal, adjectival and common verbal endings, diacritics folded (ą/ę -> e).
+_PL_SUFFIXES = sorted(
+    _words(
+        """owiakach owskiej owskich owskimi iejszy owych owymi owego owemu owej owie owa owe
+        owy ow owi iami ami iach ach iom om iem em iego ego iemu emu iej ej ymi imi ych ich ym
+        im ania anie aniu eniu enie enia eniem aniem ujemy ujecie uja uje ujesz owac ywac iwac
+        ac ic yc alem alam ilem ilam ylem ylam ales ali aly ala alo ili ily ila ilo il yli yla
+        ylo yl al ona one ony ono ana ane any ani eni ene ena ia ie io iu a e i o u y"""
+    ),
+    key=lambda suffix: (-len(suffix), suffix),
+)
+_MIN_STEM = 3
+
+
+def stem_pl(word: str) -> str:
+    """Strip the longest known inflection suffix, keeping at least 3 letters of stem."""
+    if word.isdigit():
+        return word
+    for suffix in _PL_SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= _MIN_STEM:
+            return word[: -len(suffix)]
+    return word
+
+
+_EN_IRREGULAR = dict(
+    pair.split(":")
+    for pair in """broken:break broke:break fell:fall fallen:fall ran:run children:child
+    kids:kid men:man people:person left:leave neighbour:neighbor neighbours:neighbor
+    neighbors:neighbor
+    tyres:tire tyre:tire tires:tire lorry:truck lorries:truck rubbish:garbage trash:garbage
+    litter:litter kerb:curb""".split()
+)
+_DOUBLE_OK = _words("ll ss zz ff")
+
+
+def stem_en(word: str) -> str:
+    """A light English stemmer: plurals, -ing, -ed, -ion, -ly, a final -e and doubled letters."""
+    if word in _EN_IRREGULAR:
+        return _EN_IRREGULAR[word]
+    if word.isdigit() or len(word) <= 3:
+        return word
+    w = word
+    if w.endswith("ies") and len(w) > 4:
+        w = w[:-3] + "y"
+    elif w.endswith("sses"):
+        w = w[:-2]
+    elif w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        w = w[:-1]
+    for suffix, repl in (("ied", "y"), ("ing", ""), ("ed", ""), ("ion", ""), ("ly", "")):
+        if w.endswith(suffix) and len(w) - len(suffix) >= 3:
+            w = w[: -len(suffix)] + repl
+            break
+    if len(w) > 3 and w[-1] == w[-2] and w[-2:] not in _DOUBLE_OK and w[-1] not in "aeiou":
+        w = w[:-1]
+    if w.endswith("e") and len(w) > 4:
+        w = w[:-1]
+    return w
+
+
+STEMMERS = {"pl": stem_pl, "en": stem_en}
+
+# Fillers and function words, folded. Meaningful question words (kiedy, gdzie, when, where)
+# stay: they separate information requests from reports.
+_STOP = {
+    "pl": _words(
+        """a i w we z ze na do od po o u przy pod nad za przed obok kolo jest se byl bylo to
+        ten ta te tego tej tym tu tam sie mi mnie moj moja moje mojej mojego moim nasz nasza
+        nasze naszej naszego naszym nam nas nie no tak czy co jak jaki jaka jakie jakis
+        jakas ktos cos bo ale juz tez jeszcze bardzo dzien dobry witam halo prosze pan pani
+        panstwo chcialem chcialam chce chcialbym chcialabym zglosic zglaszam dzwonie sprawie
+        wlasnie mam ma mamy jestem wiec oraz lub albo dla teraz tutaj znowu caly cala cale
+        dzis dzisiaj the"""
+    ),
+    "en": _words(
+        """a an the is are was were be been being am i im ive my me we our us you your it its
+        this that thats there theres here of on in at to for from by with and or but so as
+        has have had hasnt havent do does did dont doesnt didnt not no just please hi hello
+        hey good morning afternoon evening id like would want wanted need needs report
+        calling call about can could get got all very really still again they them their
+        theyre he she his her will wont some any also now today yes yeah ok okay um uh oh
+        well s t d ll whats up"""
+    ),
+}
+
+_YES = {
+    "pl": _words(
+        """tak zgadza dokladnie oczywiscie jasne potwierdzam owszem mhm dobrze ok okej yes
+        racja poprawnie"""
+    ),
+    "en": _words(
+        """yes yeah yep yup sure correct right exactly ok okay absolutely indeed affirmative
+        definitely mhm aye"""
+    ),
+}
+_NO = {
+    "pl": _words("nie niestety wcale bledne blednie zle niepoprawnie inna inne innego pomylka"),
+    "en": _words("no nope nah not wrong incorrect negative isnt"),
+}
+_YES_NO_FILLER = {
+    "pl": _words(
+        """no to sie jest prosze dziekuje chodzi o tak ze mi ja jak najbardziej mowilem mowilam
+        juz ta ten sprawa cos a chyba"""
+    ),
+    "en": _words(
+        """that thats is it its s please thank thanks you uh um hmm oh well i think so yes the
+        one right all sir madam of course quite at a"""
+    ),
+}
+_AGENT_WORDS = _words(
+    """agent agenta agentem agentka operator operatora operatorem operatorka konsultant
+    konsultanta konsultantem konsultantka konsultantke konsultantki czlowiekiem czlowieka
+    human representative rep advisor adviser receptionist pracownikiem doradca doradcy"""
+)
+# A verb of talking or an adjective like "real", together with a word for a person.
+_AGENT_CUES = _words(
+    """rozmawiac porozmawiac polaczyc polacz mowic talk speak connect transfer put through
+    pogadac real live actual prawdziwy prawdziwa prawdziwym zywy zywym"""
+)
+_AGENT_OBJECTS = _words(
+    """kims ktos czlowiek osoba someone somebody person anyone anybody pracownik human
+    czlowiekiem"""
+)
+_LANGUAGE_WORDS = {
+    "en": _words("english angielski angielsku angielskim inglisz anglais"),
+    "pl": _words("polski polsku polskim polish polskiego polska"),
+}
+
+# --- addresses -----------------------------------------------------------------------------
+
+_STREET_PL = _words(
+    """ul ul. ulica ulicy ulice ulic al al. aleja alei aleje alejach plac placu pl. os os.
+    osiedle osiedlu rondo rondzie skwer skwerze bulwar bulwarze"""
+)
+_STREET_EN = _words(
+    """street st st. road rd rd. avenue ave ave. lane ln square boulevard blvd way drive dr
+    place close crescent terrace parkway highway"""
+)
+_ADDRESS_STOP_PL = _words(
+    "na przy w we pod obok kolo z ze od do i a ale bo jest se numer nr numerem przed za to"
+)
+_ADDRESS_STOP_EN = _words(
+    """on at in the of near by outside from to and or our my your their is are a an this that
+    along off opposite behind down up number no corner junction every whole same next across
+    over all"""
+)
+
+
+@dataclass(frozen=True)
+class _Token:
+    raw: str  # as written
+    word: str  # folded
+    start: int
+    end: int
+
+
+def _tokens(text: str) -> list[_Token]:
+    # Fold character by character, remembering where each folded character came from, so an
+    # address can be returned as the resident's own words ("Marszałkowskiej 12").
+    chars: list[str] = []
+    origin: list[int] = []
+    for i, ch in enumerate(text):
+        for f in fold(ch):
+            chars.append(f)
+            origin.append(i)
+    folded = "".join(chars)
+    out = []
+    for m in _TOKEN.finditer(folded):
+        start, end = origin[m.start()], origin[m.end() - 1] + 1
+        out.append(_Token(text[start:end], m.group(0), start, end))
+    return out
+
+
+def _is_word(t: _Token) -> bool:
+    return t.word[0].isalpha()
+
+
+def _is_number(t: _Token) -> bool:
+    return t.word[0].isdigit()
+
+
+def extract_address(tokens: list[_Token], language: str) -> tuple[Address | None, set[int]]:
+    """The first street address in the utterance and the token indexes it spans."""
+    street_words = _STREET_PL if language == "pl" else _STREET_EN
+    stop = _ADDRESS_STOP_PL if language == "pl" else _ADDRESS_STOP_EN
+    n = len(tokens)
+    for i, tok in enumerate(tokens):
+        if tok.word not in street_words:
+            continue
+        if language == "pl":
+            # "ulica Marszałkowska 12", "przy ul. Grójeckiej": the name follows the type word.
+            j, names = i + 1, list[int]()
+            while j < n and _is_word(tokens[j]) and tokens[j].word not in stop and len(names) < 3:
+                names.append(j)
+                j += 1
+            if not names:
+                continue
+            number = j if j < n and _is_number(tokens[j]) else None
+            if number is None:
+                names = names[:1]  # without a house number, only "ulicy Grójeckiej"
+            span = list(range(i, (number if number is not None else names[-1]) + 1))
+            return _address(tokens, span, names, number), set(span)
+        # "Main Street 5", "5 Main Street", "on Elm Road": the name precedes the type word.
+        j, names = i - 1, []
+        while j >= 0 and len(names) < 2:
+            t = tokens[j]
+            if _is_word(t) and t.word not in stop and t.word not in _STOP["en"]:
+                names.insert(0, j)
+                j -= 1
+            elif _is_number(t) and t.word[-1].isalpha() and not names:
+                names.insert(0, j)  # "5th Avenue"
+                j -= 1
+            else:
+                break
+        if not names:
+            continue
+        start = names[0]
+        number = None
+        if i + 1 < n and _is_number(tokens[i + 1]):
+            number = i + 1
+        elif start > 0 and _is_number(tokens[start - 1]):
+            number = start - 1
+            start = number
+        end = number if number is not None and number > i else i
+        span = list(range(start, end + 1))
+        street_span = [*names, i]
+        return _address(tokens, span, street_span, number), set(span)
+    if language == "pl":
+        # "na Marszałkowskiej 12": a preposition, one name word, a house number.
+        for k in range(1, n):
+            if _is_number(tokens[k]) and _is_word(tokens[k - 1]):
+                name = k - 1
+                if tokens[name].word in stop or tokens[name].word in _STOP["pl"]:
+                    continue
+                if name > 0 and tokens[name - 1].word in {"na", "przy", "ul", "ul."}:
+                    span = [name, k]
+                    return _address(tokens, span, [name], k), set(span)
+    return None, set()
+
+
+def _address(
+    tokens: list[_Token], span: list[int], street: list[int], number: int | None
+) -> Address:
+    text = " ".join(tokens[k].raw for k in span)
+    street_text = " ".join(tokens[k].raw for k in street if k != number)
+    return Address(text, street_text, tokens[number].raw if number is not None else None)
+
+
+# --- the matcher ---------------------------------------------------------------------------
+
+
+def _trigrams(stem: str) -> frozenset[str]:
+    padded = f"#{stem}#"
+    return frozenset(padded[i : i + 3] for i in range(len(padded) - 2))
+
+
+def _edit_distance(a: str, b: str) -> int:
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+_FUZZY_MIN = 0.72
+_FUZZY_SCALE = 0.9
+_PREFIX_SIM = 0.85
+_PHRASE_WEIGHT = 0.5
+_PART_WEIGHT = 0.75
+_PAIR_BONUS = 0.5
+_CACHE_SIZE = 4096
+
+
+class IntentMatcher:
+    """Matches transcripts in one language against the service catalogue (see module doc)."""
+
+    def __init__(self, catalogue: ServiceCatalogue, language: str) -> None:
+        if language not in STEMMERS:
+            raise ValueError(f"no stemmer for language {language!r}")
+        self.language = language
+        self._stem = STEMMERS[language]
+        self._stop = _STOP[language]
+        self._groups = {s.code: s.group for s in catalogue}
+        self._weights: dict[str, dict[str, float]] = defaultdict(dict)  # term -> service -> w
+        self._pairs: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for service in catalogue:
+            strong = [*service.keywords[language], service.name[language]]
+            for text in strong:
+                # A word of a multi-word keyword ("recycling centre") is only part of it.
+                weight = 1.0 if len(self._content_stems(text)) <= 1 else _PART_WEIGHT
+                for term in self._index_terms(text, joined=True):
+                    if weight > self._weights[term].get(service.code, 0.0):
+                        self._weights[term][service.code] = weight
+            for text in service.phrases[language]:
+                for term in self._index_terms(text, joined=False):
+                    self._weights[term].setdefault(service.code, _PHRASE_WEIGHT)
+            for text in [*strong, *service.phrases[language]]:
+                stems = self._content_stems(text)
+                for a, b in itertools.pairwise(stems):
+                    self._pairs[(a, b)].add(service.code)
+        n = len(self._groups)
+        self._idf = {t: math.log(1 + n / len(s)) for t, s in self._weights.items()}
+        self._trigram_index: dict[str, list[str]] = defaultdict(list)
+        self._gram_count: dict[str, int] = {}
+        for term in self._weights:
+            if len(term) >= 4:
+                grams = _trigrams(term)
+                self._gram_count[term] = len(grams)
+                for g in grams:
+                    self._trigram_index[g].append(term)
+        self._fuzzy_cache: dict[str, tuple[tuple[str, float], ...]] = {}
+
+    # -- building --
+
+    def _content_stems(self, text: str) -> list[str]:
+        return [
+            self._stem(t.word) for t in _tokens(text) if _is_word(t) and t.word not in self._stop
+        ]
+
+    def _index_terms(self, text: str, *, joined: bool) -> set[str]:
+        terms = set(self._content_stems(text))
+        if not joined:
+            return terms
+        # A keyword "street light" is also indexed as "streetlight": either spelling finds it.
+        words = [t.word for t in _tokens(text) if _is_word(t) and t.word not in self._stop]
+        for a, b in itertools.pairwise(words):
+            terms.add(self._stem(a + b))
+        return terms
+
+    @property
+    def vocabulary(self) -> frozenset[str]:
+        return frozenset(self._weights)
+
+    # -- matching --
+
+    def _lookup(self, stem: str) -> tuple[tuple[str, float], ...]:
+        """Vocabulary terms similar to `stem`, with their similarity (exact, prefix, fuzzy)."""
+        if stem in self._weights:
+            return ((stem, 1.0),)
+        cached = self._fuzzy_cache.get(stem)
+        if cached is not None:
+            return cached
+        found: dict[str, float] = {}
+        if len(stem) >= 4:
+            grams = _trigrams(stem)
+            shared: dict[str, int] = defaultdict(int)
+            for g in grams:
+                for term in self._trigram_index.get(g, ()):
+                    shared[term] += 1
+            for term, count in shared.items():
+                if term.startswith(stem) or stem.startswith(term):
+                    found[term] = _PREFIX_SIM
+                    continue
+                dice = 2 * count / (len(grams) + self._gram_count[term])
+                if dice < 0.45:
+                    continue
+                edit = 1 - _edit_distance(stem, term) / max(len(stem), len(term))
+                sim = max(dice, edit)
+                if sim >= _FUZZY_MIN:
+                    found[term] = sim * _FUZZY_SCALE
+        result = tuple(sorted(found.items(), key=lambda kv: (-kv[1], kv[0]))[:4])
+        if len(self._fuzzy_cache) < _CACHE_SIZE:
+            self._fuzzy_cache[stem] = result
+        return result
+
+    def _query_terms(self, words: list[str]) -> list[tuple[tuple[str, float], ...]]:
+        """Per content word, the vocabulary terms it maps to; joined pairs first ('pot hole')."""
+        out: list[tuple[tuple[str, float], ...]] = []
+        i = 0
+        while i < len(words):
+            if i + 1 < len(words):
+                joined = self._stem(words[i] + words[i + 1])
+                apart = (
+                    self._stem(words[i]) in self._weights
+                    and self._stem(words[i + 1]) in self._weights
+                )
+                if joined in self._weights and not apart:
+                    out.append(((joined, 1.0),))
+                    i += 2
+                    continue
+            out.append(self._lookup(self._stem(words[i])))
+            i += 1
+        return out
+
+    def score(self, words: list[str]) -> dict[str, float]:
+        """Evidence per service for folded content words (see the module doc, step 4)."""
+        terms = self._query_terms(words)
+        evidence: dict[str, float] = defaultdict(float)
+        for matches in terms:
+            best: dict[str, float] = {}
+            for term, sim in matches:
+                idf = self._idf[term]
+                for code, weight in self._weights[term].items():
+                    value = sim * weight * idf
+                    if value > best.get(code, 0.0):
+                        best[code] = value
+            for code, value in best.items():
+                evidence[code] += value
+        for left, right in itertools.pairwise(terms):
+            bonus: dict[str, float] = {}
+            for a, _ in left:
+                for b, _ in right:
+                    for code in self._pairs.get((a, b), ()):
+                        value = _PAIR_BONUS * min(self._idf[a], self._idf[b])
+                        bonus[code] = max(bonus.get(code, 0.0), value)
+            for code, value in bonus.items():
+                evidence[code] += value
+        return evidence
+
+    def match(self, transcript: str) -> MatchResult:
+        tokens = _tokens(transcript)
+        address, address_span = extract_address(tokens, self.language)
+        # Only a span with a house number is surely an address; "ulica nieodśnieżona" or
+        # "the bus lane" must still count as evidence.
+        cut = address_span if address is not None and address.number is not None else set()
+        words = [t.word.rstrip(".") for k, t in enumerate(tokens) if k not in cut and _is_word(t)]
+        special = self._special(words)
+        content = [w for w in words if w not in self._stop]
+        evidence = self.score(content)
+        ranked = sorted(evidence.items(), key=lambda kv: (-kv[1], kv[0]))
+        candidates = tuple(
+            Candidate(code, self._groups[code], round(1 - math.exp(-e / SATURATION), 4))
+            for code, e in ranked[:TOP_K]
+        )
+        decision, group = self._decide(ranked)
+        if special is not None:
+            kind, language = special
+            if kind == SPECIAL_AGENT and decision is Decision.CONFIDENT:
+                # "the agent never called back about the pothole": the service wins.
+                return MatchResult(decision, candidates, address=address)
+            return MatchResult(
+                Decision.CONFIDENT, candidates, special=kind, language=language, address=address
+            )
+        return MatchResult(decision, candidates, address=address, group=group)
+
+    def _decide(self, ranked: list[tuple[str, float]]) -> tuple[Decision, str | None]:
+        if not ranked:
+            return Decision.NO_MATCH, None
+        top = 1 - math.exp(-ranked[0][1] / SATURATION)
+        if top < MIN_SCORE:
+            return Decision.NO_MATCH, None
+        ratio = ranked[1][1] / ranked[0][1] if len(ranked) > 1 else 0.0
+        if ratio >= AMBIGUOUS_RATIO:
+            close = {self._groups[c] for c, e in ranked if e >= AMBIGUOUS_RATIO * ranked[0][1]}
+            return Decision.AMBIGUOUS, close.pop() if len(close) == 1 else None
+        if top >= CONFIDENT_SCORE and ratio <= CONFIDENT_RATIO:
+            return Decision.CONFIDENT, None
+        return Decision.CONFIRM, None
+
+    def _special(self, words: list[str]) -> tuple[str, str | None] | None:
+        if not words:
+            return None
+        lang = self.language
+        vocab = set(words)
+        if vocab <= _YES[lang] | _NO[lang] | _YES_NO_FILLER[lang]:
+            if vocab & _NO[lang] and not (lang == "pl" and vocab == {"no"}):
+                return SPECIAL_NO, None
+            if vocab & _YES[lang]:
+                return SPECIAL_YES, None
+        if len(words) <= 4:
+            for code, names in _LANGUAGE_WORDS.items():
+                if vocab & names:
+                    return SPECIAL_LANGUAGE, code
+        if vocab & _AGENT_WORDS or (vocab & _AGENT_CUES and vocab & _AGENT_OBJECTS):
+            return SPECIAL_AGENT, None
+        return None
+
+    def grammar_phrases(self, catalogue: ServiceCatalogue) -> list[str]:
+        return grammar_phrases(self.language, catalogue)
+
+
+_SPECIAL_PHRASES = {
+    "pl": [
+        "tak",
+        "nie",
+        "zgadza się",
+        "nie zgadza się",
+        "konsultant",
+        "operator",
+        "chcę rozmawiać z konsultantem",
+        "z człowiekiem",
+        "po polsku",
+        "po angielsku",
+        "polski",
+        "angielski",
+    ],
+    "en": [
+        "yes",
+        "no",
+        "yeah",
+        "nope",
+        "that's right",
+        "agent",
+        "operator",
+        "talk to a person",
+        "speak to someone",
+        "English",
+        "Polish",
+        "in Polish",
+    ],
+}
+
+
+def grammar_phrases(language: str, catalogue: ServiceCatalogue | None = None) -> list[str]:
+    """Phrases for the recogniser's grammar mode: the catalogue's phrases and keywords plus
+    the special intents, lower case, each once, in a stable order."""
+    catalogue = catalogue if catalogue is not None else load_services()
+    seen: dict[str, None] = {}
+    for service in catalogue:
+        for text in [*service.phrases[language], *service.keywords[language]]:
+            seen.setdefault(text.lower(), None)
+    for text in _SPECIAL_PHRASES[language]:
+        seen.setdefault(text.lower(), None)
+    return list(seen)
