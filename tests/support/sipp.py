@@ -16,6 +16,7 @@ import socket
 import struct
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,8 +124,46 @@ def dtmf_pcap(digit: str, index: int) -> bytes:
     return bytes(data)
 
 
+@dataclass(frozen=True)
+class Speech:
+    """Something the resident says: 8 kHz 16-bit mono PCM, sent as G.711 u-law RTP."""
+
+    pcm: bytes
+    label: str = "speech"
+
+    @property
+    def seconds(self) -> float:
+        return len(self.pcm) / 16000
+
+
+def audio_pcap(pcm: bytes, index: int, ssrc: int = 0x5EEC0001) -> bytes:
+    """A pcap of RTP packets (PCMU, 20 ms each) carrying `pcm`, the `index`-th clip of the call."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import audioop  # in the standard library up to 3.12, which is what this project runs
+
+    ulaw = audioop.lin2ulaw(pcm[: len(pcm) - len(pcm) % 2], 2)
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    seq0, ts0 = 20000 + index * 4000, 500000 + index * 800000
+    for n, start in enumerate(range(0, len(ulaw), 160)):
+        payload = ulaw[start : start + 160].ljust(160, b"\xff")
+        rtp = struct.pack("!BBHII", 0x80, (0x80 if n == 0 else 0), seq0 + n, ts0 + 160 * n, ssrc)
+        udp = struct.pack("!HHHH", 10000, 10000, 8 + len(rtp) + len(payload), 0) + rtp + payload
+        ip = struct.pack(
+            "!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
+            socket.inet_aton(LOOPBACK), socket.inet_aton(LOOPBACK),
+        )  # fmt: skip
+        frame = b"\x00" * 12 + b"\x08\x00" + ip + udp
+        usec = n * 20000
+        out.append(
+            struct.pack("<IIII", usec // 1_000_000, usec % 1_000_000, len(frame), len(frame))
+        )
+        out.append(frame)
+    return b"".join(out)
+
+
 def render_scenario(
-    keys: Sequence[tuple[float, str]],
+    keys: Sequence[tuple[float, str | Speech]],
     *,
     caller: str,
     hold_seconds: float,
@@ -139,13 +178,20 @@ def render_scenario(
     budget = hang_up_after if hang_up_after is not None else float("inf")
     steps: list[str] = []
     elapsed = 0.0
+    previous_clip = 0.0  # a pcap still playing is cut off by the next one: wait it out
     for i, (delay, digit) in enumerate(keys):
-        gap = max(float(delay), MIN_KEY_GAP if i else 0.0)
+        gap = max(float(delay), (MIN_KEY_GAP + previous_clip) if i else 0.0)
         if elapsed + gap >= budget:
             break  # the caller is gone before this key
         elapsed += gap
         pcap = pcap_dir / f"key{i}.pcap"
-        pcap.write_bytes(dtmf_pcap(digit, i))
+        if isinstance(digit, Speech):
+            pcap.write_bytes(audio_pcap(digit.pcm, i))
+            previous_clip = digit.seconds
+            digit = digit.label
+        else:
+            pcap.write_bytes(dtmf_pcap(digit, i))
+            previous_clip = 0.0
         if gap > 0:
             # A BYE during the wait ends the call cleanly instead of failing it.
             steps.append(
@@ -180,7 +226,7 @@ def _read(path: Path) -> str:
 
 async def call_with_keys(
     sip_port: int,
-    keys: Sequence[tuple[float, str]],
+    keys: Sequence[tuple[float, str | Speech]],
     *,
     number: str = "19115",
     caller: str = "48600100200",
