@@ -17,13 +17,19 @@ from pathlib import Path
 import structlog
 
 from cases.catalogue import Catalogue
+from cases.services import load_services
 
 PROMPTS_DIR = Path(__file__).with_name("prompts")
 RENDERER_VERSION = "espeak-ng-1"
 log = structlog.get_logger(__name__)
 
 Segment = tuple[str, str]  # (language of the voice, text)
-TEMPLATES = frozenset({"position", "wait_minutes", "wait_under_minute", "wait_one"})
+TEMPLATES = frozenset(
+    {
+        "position", "wait_minutes", "wait_under_minute", "wait_one",
+        "service_template", "confirm_template", "info_template",
+    }
+)  # fmt: skip
 MAX_ANNOUNCED = 10  # positions and minutes are announced exactly up to this, then "more than"
 
 
@@ -54,6 +60,14 @@ def prompt_texts(language: str, catalogue: Catalogue) -> dict[str, list[Segment]
         texts[f"wait_{m}"] = [(language, raw["wait_minutes"].format(m=m))]
     texts["wait_0"] = [(language, raw["wait_under_minute"])]
     texts["wait_1"] = [(language, raw["wait_one"])]
+    # Per service of the city catalogue: its name, the confirmation, and the IVR's own answer.
+    for service in load_services(keypad=catalogue):
+        name = service.name[language]
+        texts[f"service_{service.code}"] = [(language, raw["service_template"].format(name=name))]
+        texts[f"confirm_{service.code}"] = [(language, raw["confirm_template"].format(name=name))]
+        if service.ivr_answer is not None:
+            answer = service.ivr_answer[language]
+            texts[f"info_{service.code}"] = [(language, raw["info_template"].format(answer=answer))]
     return texts
 
 
