@@ -20,6 +20,10 @@ CREATE TABLE IF NOT EXISTS calls (
     answered_within_target boolean,
     recording_path   text
 );
+-- What the speech IVR understood: the catalogue service and the resident's own words.
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS service_code text;
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS transcript text;
+
 CREATE INDEX IF NOT EXISTS calls_caller_idx ON calls (caller_number, arrived_at DESC);
 CREATE INDEX IF NOT EXISTS calls_arrived_idx ON calls (arrived_at DESC);
 

@@ -16,6 +16,8 @@ CALL_COLUMNS = frozenset(
     {
         "language",
         "service_group",
+        "service_code",
+        "transcript",
         "ivr_ended_at",
         "queued_at",
         "offered_at",

@@ -59,6 +59,22 @@ class Settings:
     overflow_limit: int = field(default_factory=lambda: _env_int("OVERFLOW_LIMIT", 10))
     # host:port of the SIP trunk that reaches residents; empty: no callbacks are offered.
     callback_trunk: str = field(default_factory=lambda: _env("CALLBACK_TRUNK", ""))
+    # Speech: a Vosk model directory per language (CITYLINE_VOSK_MODEL_PL=/path ...); a
+    # language without one runs keypad-only. Phrases a language pack adds to the catalogue
+    # (JSON {service_code: {language: [phrases]}}), and grammar mode for the open question
+    # (for test packs whose small model cannot do free speech).
+    vosk_models: dict[str, str] = field(
+        default_factory=lambda: {
+            k[len("CITYLINE_VOSK_MODEL_") :].lower(): v
+            for k, v in os.environ.items()
+            if k.startswith("CITYLINE_VOSK_MODEL_") and v
+        }
+    )
+    speech_workers: int = field(default_factory=lambda: _env_int("SPEECH_WORKERS", 2))
+    speech_phrases_file: str = field(default_factory=lambda: _env("SPEECH_PHRASES", ""))
+    open_question_grammar: bool = field(
+        default_factory=lambda: _env("OPEN_QUESTION_GRAMMAR", "0") == "1"
+    )
     session_hours: int = field(default_factory=lambda: _env_int("SESSION_HOURS", 12))
     log_level: str = field(default_factory=lambda: _env("LOG_LEVEL", "INFO"))
     # Set by tests: the service then skips starting its own Asterisk.

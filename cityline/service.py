@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -34,12 +36,19 @@ from cases import http as case_http
 from cases.catalogue import Catalogue, load_catalogue
 from cases.db import apply_migrations, create_pool, redact
 from cases.embedded import EmbeddedPostgres
+from cases.services import load_services
 from cases.store import CallStore, CaseStore, utcnow
 from cityline.config import PROJECT_DIR, Settings
 from cityline.web import build_app
+from ivr.audiosocket_server import AudioSocketServer
 from ivr.fastagi import FastAgiServer
+from ivr.intents import grammar_phrases
+from ivr.languages import load_language_packs, model_paths
 from ivr.prompts import render_prompts
 from ivr.service import CallHandler, CallSettings
+from ivr.speech import SpeechPool
+from ivr.speech_call import PromptAudio, SpeechPath, SpeechSettings, services_with_phrases
+from ivr.speech_dialog import LANGUAGE_WORDS, YES_NO
 from pbx.ami import AmiLink
 from pbx.asterisk import (
     AgentEndpoint,
@@ -69,6 +78,7 @@ class CityLine:
     def __init__(self, settings: Settings, *, catalogue: Catalogue | None = None) -> None:
         self.settings = settings
         self.catalogue = catalogue or load_catalogue()
+        self.services = load_services(keypad=self.catalogue)
         self._running = Running()
         self.dsn = settings.database_dsn
         self.admin_token = ""
@@ -190,7 +200,9 @@ class CityLine:
             desktops=self.desktops,
             recordings=recordings,
             callbacks=self.callbacks,
+            speech=await self._start_speech(),
             catalogue=self.catalogue,
+            services=self.services,
             settings=CallSettings(
                 ring_timeout_seconds=s.ring_timeout_seconds,
                 answer_target_seconds=s.answer_target_seconds,
@@ -241,6 +253,43 @@ class CityLine:
         self.http_port = runner.addresses[0][1]
         self._running.stops.append(runner.cleanup)
         self._running.stops.append(self._close_desktops)
+
+    async def _start_speech(self) -> SpeechPath | None:
+        """Speech for the languages with a model; None (keypad everywhere) when there is none."""
+        s = self.settings
+        assert self.asterisk is not None
+        packs = load_language_packs({f"CITYLINE_VOSK_MODEL_{k.upper()}": v
+                                     for k, v in s.vosk_models.items()})  # fmt: skip
+        models = model_paths(packs)
+        if not models:
+            log.warning("speech_off", reason="no CITYLINE_VOSK_MODEL_<LANG> set: keypad menus only")
+            return None
+        if s.speech_phrases_file:
+            text = await asyncio.to_thread(Path(s.speech_phrases_file).read_text, encoding="utf-8")
+            extra = json.loads(text)
+            self.services = services_with_phrases(self.services, extra)
+        pool = SpeechPool(models, workers=s.speech_workers)
+        phrases = {
+            lang: [*grammar_phrases(lang, self.services), *YES_NO.get(lang, ()), *LANGUAGE_WORDS]
+            for lang in models
+        }
+        await pool.start(phrases=phrases)
+        self._running.stops.append(pool.close)
+        for language, problem in pool.errors.items():
+            log.error("speech_language_keypad_only", language=language, problem=problem)
+        # Hang-ups arrive as frames or EOF; the idle guard only catches a stuck peer, and a phone
+        # with silence suppression sends no audio while the resident thinks.
+        audiosocket = AudioSocketServer(None, "127.0.0.1", 0, idle_timeout=60.0)
+        await audiosocket.start()
+        self._running.stops.append(audiosocket.stop)
+        log.info("speech_on", languages=sorted(pool.available_languages()))
+        return SpeechPath(
+            audiosocket=audiosocket,
+            pool=pool,
+            prompts=PromptAudio(self.asterisk.sounds_dir),
+            services=self.services,
+            settings=SpeechSettings(open_question_grammar=s.open_question_grammar),
+        )
 
     def _asterisk_instance(self) -> AsteriskInstance:
         s = self.settings

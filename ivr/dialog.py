@@ -44,6 +44,10 @@ class Route:
     language: str
     group: str | None
     reason: str
+    # What the speech dialog learnt, for the screen-pop and the draft case.
+    service_code: str | None = None
+    transcript: str | None = None
+    address: str | None = None
 
 
 class DialogError(RuntimeError):
@@ -59,12 +63,18 @@ NO_INPUT = "no_input"
 
 class KeypadDialog:
     def __init__(
-        self, catalogue: Catalogue, *, max_retries: int = 2, default_language: str = "pl"
+        self,
+        catalogue: Catalogue,
+        *,
+        max_retries: int = 2,
+        default_language: str = "pl",
+        language: str | None = None,
     ) -> None:
+        """language: already known (the speech dialog chose it): start at the group menu."""
         self._catalogue = catalogue
         self._max_retries = max_retries
-        self.step = Step.LANGUAGE
-        self.language = default_language
+        self.step = Step.GROUP if language else Step.LANGUAGE
+        self.language = language or default_language
         self.group: str | None = None
         self.retries = 0
         self.keys: list[str] = []

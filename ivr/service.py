@@ -23,10 +23,13 @@ from acd.callbacks import CallbackRequest
 from acd.engine import AcdError, Announcement, Offer
 from acd.service import AcdService, CallTicket
 from cases.catalogue import Catalogue
+from cases.services import ServiceCatalogue
 from cases.store import CallStore, CaseStore, utcnow
 from ivr.dialog import Ask, KeypadDialog, Route
 from ivr.fastagi import AgiChannel, AgiError, AgiHangup
 from ivr.prompts import position_prompt, wait_prompt
+from ivr.speech_call import SpeechPath
+from ivr.speech_dialog import DEFAULT_LANGUAGE, Goodbye, SpeechRoute, UseKeypad
 
 log = structlog.get_logger(__name__)
 
@@ -94,7 +97,9 @@ class CallHandler:
         desktops: Desktops,
         recordings: Recordings,
         callbacks: Callbacks | None = None,
+        speech: SpeechPath | None = None,
         catalogue: Catalogue,
+        services: ServiceCatalogue,
         settings: CallSettings,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -104,6 +109,8 @@ class CallHandler:
         self._desktops = desktops
         self._recordings = recordings
         self._callbacks = callbacks
+        self._speech = speech
+        self._services = services
         self._catalogue = catalogue
         self._settings = settings
         self._clock = clock
@@ -183,18 +190,24 @@ class CallSession:
         handled = False
         try:
             await self.channel.set_variable("CITYLINE_CALL_ID", self.call_id)
-            route = await self._keypad()
+            route = await self._ivr()
+            if route is None:  # the IVR answered the question itself
+                handled = True
+                return
             await h._calls.update_call(
                 self.db_id,
                 language=route.language,
                 service_group=route.group,
+                service_code=route.service_code,
+                transcript=route.transcript,
                 ivr_ended_at=utcnow(),
             )
             await h._calls.add_event(
                 self.db_id,
                 "ivr_done",
-                {"language": route.language, "group": route.group, "reason": route.reason},
-            )
+                {"language": route.language, "group": route.group, "reason": route.reason,
+                 "service": route.service_code, "address": route.address},
+            )  # fmt: skip
             self.language = route.language
             if route.group is None:
                 await self._play("any_agent")
@@ -219,9 +232,40 @@ class CallSession:
                     await self.channel.set_variable("CITYLINE_DONE", "1")
             await self._write_record()
 
-    async def _keypad(self) -> Route:
-        dialog = KeypadDialog(self.h._catalogue)
-        step: Ask | Route = dialog.start()
+    async def _ivr(self) -> Route | None:
+        """Speech where the default language has a model, else the keypad; None: answered."""
+        speech = self.h._speech
+        if speech is None or not speech.speaks(DEFAULT_LANGUAGE):
+            return await self._keypad(KeypadDialog(self.h._catalogue))
+        outcome = await speech.converse(
+            self.channel, self.call_id, speech.dialog(), self._key_taken
+        )
+        if isinstance(outcome, SpeechRoute):
+            return Route(
+                outcome.language, outcome.group, outcome.reason,
+                outcome.service_code, outcome.transcript, outcome.address,
+            )  # fmt: skip
+        if isinstance(outcome, Goodbye):
+            self.language = outcome.language
+            self.outcome = "answered_by_ivr"
+            await self.h._calls.update_call(
+                self.db_id, language=outcome.language, service_code=outcome.service_code,
+                ivr_ended_at=utcnow(),
+            )  # fmt: skip
+            await self._play("goodbye")
+            return None
+        assert isinstance(outcome, UseKeypad)
+        log.info("speech_to_keypad", reason=outcome.reason, language=outcome.language)
+        dialog = KeypadDialog(
+            self.h._catalogue, max_retries=outcome.retries, language=outcome.language
+        )
+        return await self._keypad(dialog, first_key=outcome.key)
+
+    def _key_taken(self) -> None:
+        self.keys_consumed += 1
+
+    async def _keypad(self, dialog: KeypadDialog, first_key: str | None = None) -> Route:
+        step: Ask | Route = dialog.on_input(first_key) if first_key else dialog.start()
         while isinstance(step, Ask):
             try:
                 digits = await self._ask(step)
@@ -383,6 +427,7 @@ class CallSession:
         h = self.h
         assert self.queued_at is not None
         group = h._catalogue.groups.get(route.group) if route.group else None
+        service = self.h._services.services.get(route.service_code or "")
         return {
             "call_id": self.call_id,
             "caller_number": self.channel.caller_number,
@@ -390,6 +435,17 @@ class CallSession:
             "service_group": route.group,
             "service_group_name": group.names.get(route.language) if group else None,
             "ivr_route": route.reason,
+            "service_code": route.service_code,
+            "service_name": service.name.get(route.language) if service else None,
+            "transcript": route.transcript,
+            "address": route.address,
+            # The case the agent confirms: what the IVR heard, ready to save or correct.
+            "case_draft": {
+                "service_group": route.group,
+                "service_code": route.service_code,
+                "description": route.transcript or "",
+                "address": route.address or "",
+            },
             "queued_at": self.queued_at,
             "waited_seconds": round(at - self.queued_at, 1),
             "earlier_cases": [_json_ready(c) for c in history],

@@ -99,6 +99,7 @@ class UseKeypad:
     language: str
     reason: str
     retries: int
+    key: str | None = None  # a key the resident already pressed: their menu choice
 
 
 @dataclass(frozen=True)
@@ -263,7 +264,7 @@ class SpeechDialog:
     def _key_in_open(self, digit: str) -> Outcome:
         if digit == AGENT_KEY:
             return self._route(None, None, "agent_key")
-        return self._done(UseKeypad(self.language, "keypad_chosen", retries=2))
+        return self._done(UseKeypad(self.language, "keypad_chosen", retries=2, key=digit))
 
     def _yes_no(self, event: Event) -> str | None:
         if isinstance(event, Pressed):

@@ -233,6 +233,7 @@ async def call_with_keys(
     hold_seconds: float = 30.0,
     hang_up_after: float | None = None,
     local_port: int = 0,
+    echo: bool = True,
     timeout: float = 60.0,
 ) -> CallerResult:
     """Call ``number`` at 127.0.0.1:``sip_port`` and press ``keys`` after the answer.
@@ -271,7 +272,7 @@ async def call_with_keys(
             "-p", str(sip_local),
             "-mi", LOOPBACK,
             "-mp", str(media_port),
-            "-rtp_echo",
+            *(["-rtp_echo"] if echo else []),  # off for speech: the echo would talk back
             "-m", "1",
             "-l", "1",
             "-nostdin",

