@@ -43,6 +43,7 @@ from ivr.audiosocket import (
     encode_audio,
     encode_hangup,
 )
+from ivr.connections import ConnectionServer, peer_of
 
 __all__ = ["AudioHandler", "AudioSession", "AudioSocketServer", "PlayResult"]
 
@@ -230,7 +231,7 @@ class AudioSession:
 AudioHandler = Callable[[AudioSession], Awaitable[None]]
 
 
-class AudioSocketServer:
+class AudioSocketServer(ConnectionServer):
     """Serves AudioSocket connections from Asterisk.
 
     With a handler, each session runs `handler(session)` and is hung up when it returns.
@@ -251,32 +252,15 @@ class AudioSocketServer:
         close_timeout: float = 2.0,
         stop_timeout: float = 5.0,
     ) -> None:
+        super().__init__(host, port, max_sessions=max_sessions, stop_timeout=stop_timeout)
         self._handler = handler
-        self._host = host
-        self._requested_port = port
         self._uuid_timeout = uuid_timeout
         self._idle_timeout = idle_timeout
-        self._max_sessions = max_sessions
         self._max_queued_frames = max_queued_frames
         self._write_timeout = write_timeout
         self._close_timeout = close_timeout
-        self._stop_timeout = stop_timeout
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
         self._by_uuid: dict[uuid.UUID, AudioSession] = {}
         self._waiters: dict[uuid.UUID, list[asyncio.Future[AudioSession]]] = {}
-
-    @property
-    def port(self) -> int:
-        """The bound port (the real one when constructed with port=0)."""
-        if self._server is None or not self._server.sockets:
-            return self._requested_port
-        return int(self._server.sockets[0].getsockname()[1])
-
-    @property
-    def active_sessions(self) -> int:
-        """Open connections, including those still waiting for their UUID."""
-        return len(self._tasks)
 
     def session(self, session_id: uuid.UUID) -> AudioSession | None:
         return self._by_uuid.get(session_id)
@@ -298,56 +282,15 @@ class AudioSocketServer:
             if not waiting:
                 self._waiters.pop(session_id, None)
 
-    async def start(self) -> None:
-        if self._server is not None:
-            return
-        self._server = await asyncio.start_server(
-            self._on_connect, self._host, self._requested_port, backlog=1024
-        )
-        log.info("audiosocket_listening", host=self._host, port=self.port)
-
-    async def stop(self) -> None:
-        """Stop accepting, cancel running sessions and wait for them (bounded)."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.close()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=self._stop_timeout)
-            if pending:
-                log.warning("audiosocket_stop_sessions_left", count=len(pending))
+    def _after_sessions_stopped(self) -> None:
         for waiting in self._waiters.values():
             for fut in waiting:
                 fut.cancel()
-        if server is not None:
-            try:
-                await asyncio.wait_for(server.wait_closed(), self._stop_timeout)
-            except TimeoutError:
-                log.warning("audiosocket_stop_wait_closed_timeout")
-        log.info("audiosocket_stopped", sessions_cancelled=len(tasks))
-
-    # -- per connection ---------------------------------------------------------------------------
-
-    def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        # our own task, so stop() can cancel it without asyncio reporting an error
-        if self._server is None:
-            writer.close()
-            return
-        task = asyncio.create_task(self._connection(reader, writer))
-        self._tasks.add(task)
-        task.add_done_callback(self._connection_done)
-
-    def _connection_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("audiosocket_connection_crashed", exc_info=exc)
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = _peer(writer)
+        peer = peer_of(writer)
         try:
-            if len(self._tasks) > self._max_sessions:
+            if self._over_limit():
                 log.warning("audiosocket_rejected", peer=peer, reason="too many sessions")
                 return
             parser = AudioSocketParser()
@@ -476,10 +419,3 @@ class AudioSocketServer:
         except AudioSocketError as exc:
             log.warning("audiosocket_protocol_error", reason=str(exc))
             session._end(f"protocol error: {exc}")
-
-
-def _peer(writer: asyncio.StreamWriter) -> str:
-    info = writer.get_extra_info("peername")
-    if isinstance(info, tuple) and len(info) >= 2:
-        return f"{info[0]}:{info[1]}"
-    return str(info)

@@ -26,6 +26,7 @@ from ivr.agi import (
     AgiUsageError,
     encode_command,
 )
+from ivr.connections import ConnectionServer, peer_of
 
 __all__ = ["AgiChannel", "AgiError", "AgiHandler", "AgiHangup", "FastAgiServer"]
 
@@ -268,8 +269,10 @@ def _int_result(reply: AgiReply) -> int:
 AgiHandler = Callable[[AgiChannel], Awaitable[None]]
 
 
-class FastAgiServer:
+class FastAgiServer(ConnectionServer):
     """Serves FastAGI connections from Asterisk; each call runs `handler(channel)`."""
+
+    name = "fastagi"
 
     def __init__(
         self,
@@ -281,74 +284,14 @@ class FastAgiServer:
         max_sessions: int = 1000,
         stop_timeout: float = 5.0,
     ) -> None:
+        super().__init__(host, port, max_sessions=max_sessions, stop_timeout=stop_timeout)
         self._handler = handler
-        self._host = host
-        self._requested_port = port
         self._header_timeout = header_timeout
-        self._max_sessions = max_sessions
-        self._stop_timeout = stop_timeout
-        self._server: asyncio.Server | None = None
-        self._sessions: set[asyncio.Task[None]] = set()
 
-    @property
-    def port(self) -> int:
-        """The bound port (the real one when constructed with port=0)."""
-        if self._server is None or not self._server.sockets:
-            return self._requested_port
-        return int(self._server.sockets[0].getsockname()[1])
-
-    @property
-    def active_sessions(self) -> int:
-        return len(self._sessions)
-
-    async def start(self) -> None:
-        if self._server is not None:
-            return
-        self._server = await asyncio.start_server(
-            self._on_connect, self._host, self._requested_port, backlog=1024
-        )
-        log.info("fastagi_listening", host=self._host, port=self.port)
-
-    async def stop(self) -> None:
-        """Stop accepting, cancel running sessions and wait for them (bounded)."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.close()
-        tasks = list(self._sessions)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=self._stop_timeout)
-            if pending:
-                log.warning("fastagi_stop_sessions_left", count=len(pending))
-        if server is not None:
-            try:
-                await asyncio.wait_for(server.wait_closed(), self._stop_timeout)
-            except TimeoutError:
-                log.warning("fastagi_stop_wait_closed_timeout")
-        log.info("fastagi_stopped", sessions_cancelled=len(tasks))
-
-    # -- per connection ---------------------------------------------------------------------------
-
-    def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        # Our own task rather than asyncio's callback task: stop() cancels it, and asyncio's
-        # wrapper would report that cancellation as an error.
-        if self._server is None:  # accepted just as stop() ran
-            writer.close()
-            return
-        task = asyncio.create_task(self._session(reader, writer))
-        self._sessions.add(task)
-        task.add_done_callback(self._session_done)
-
-    def _session_done(self, task: asyncio.Task[None]) -> None:
-        self._sessions.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("agi_session_crashed", exc_info=exc)
-
-    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = _peer(writer)
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = peer_of(writer)
         try:
-            if len(self._sessions) > self._max_sessions:
+            if self._over_limit():
                 # Asterisk sees the close and falls back to its own dialplan
                 log.warning("agi_session_rejected", peer=peer, reason="too many sessions")
                 return
@@ -446,10 +389,3 @@ async def _read_loop(
     except Exception:
         log.exception("agi_reader_failed")
         channel._fail("reader failed")
-
-
-def _peer(writer: asyncio.StreamWriter) -> str:
-    info = writer.get_extra_info("peername")
-    if isinstance(info, tuple) and len(info) >= 2:
-        return f"{info[0]}:{info[1]}"
-    return str(info)
