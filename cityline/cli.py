@@ -108,6 +108,16 @@ def parse_skills(text: str) -> dict[str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    # Commands with their own parsers get their arguments untouched (including --help).
+    if argv[:1] == ["models"]:
+        from cityline import models
+
+        return models.main(argv[1:])
+    if argv[:1] == ["simulate"]:
+        from acd.simulator import main as simulate_main
+
+        return simulate_main(argv[1:])
     parser = argparse.ArgumentParser(prog="cityline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="start Asterisk, PostgreSQL (if needed) and the service")
@@ -119,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
         add_help=False,
     )
     simulate.add_argument("simulator_args", nargs=argparse.REMAINDER)
+    models_parser = sub.add_parser(
+        "models", help="list, install or download speech (Vosk) models", add_help=False
+    )
+    models_parser.add_argument("models_args", nargs=argparse.REMAINDER)
     agent = sub.add_parser("agent", help="manage agents").add_subparsers(
         dest="agent_command", required=True
     )
@@ -134,10 +148,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         configure_logging(settings.log_level)
         return asyncio.run(_run(settings))
-    if args.command == "simulate":
-        from acd.simulator import main as simulate_main
-
-        return simulate_main(args.simulator_args)
     if args.command == "stop":
         return _stop(settings)
     if args.command == "status":

@@ -33,10 +33,12 @@ from acd.widening import policy_from_name
 from agent_client import http as agent_http
 from agent_client.service import Agent, AgentDirectory, DesktopHub
 from cases import http as case_http
+from cases import open311
 from cases.catalogue import Catalogue, load_catalogue
 from cases.db import apply_migrations, create_pool, redact
 from cases.embedded import EmbeddedPostgres
 from cases.services import load_services
+from cases.services_store import sync_services
 from cases.store import CallStore, CaseStore, utcnow
 from cityline.config import PROJECT_DIR, Settings
 from cityline.web import build_app
@@ -64,6 +66,7 @@ log = structlog.get_logger(__name__)
 SCHEMA_FILES = [
     ("cases", PROJECT_DIR / "cases" / "schema.sql"),
     ("agent_client", PROJECT_DIR / "agent_client" / "schema.sql"),
+    ("services", PROJECT_DIR / "cases" / "services.sql"),
 ]
 
 
@@ -93,6 +96,7 @@ class CityLine:
         self.desktops: DesktopHub | None = None
         self.http_port = settings.http_port
         self.calls: CallStore | None = None
+        self.pool: asyncpg.Pool | None = None
         self._fallback_events: asyncio.Queue[dict[str, str]] = asyncio.Queue()
         # Asterisk uniqueid -> (call id, entered the fallback queue at)
         self._fallback_calls: dict[str, tuple[uuid.UUID, datetime]] = {}
@@ -129,6 +133,9 @@ class CityLine:
         pool = await create_pool(self.dsn)
         self._running.stops.append(pool.close)
         await apply_migrations(pool, SCHEMA_FILES)
+        count = await sync_services(pool, self.services)  # the city catalogue file -> table
+        log.info("service_catalogue_synced", services=count)
+        self.pool = pool
         return pool
 
     async def _start_asterisk(self, agents: list[Agent]) -> None:
@@ -229,7 +236,9 @@ class CityLine:
         assert self.asterisk and self.acd and self.directory and self.calls and self.desktops
         assert self.wallboard is not None
         ast = self.asterisk.settings
-        app = build_app([case_http.routes, agent_http.routes, acd_http.routes])
+        app = build_app([case_http.routes, agent_http.routes, acd_http.routes, open311.routes])
+        assert self.pool is not None
+        app[open311.SERVICES_POOL] = self.pool
         app[acd_http.ACD_SERVICE] = self.acd
         app[acd_http.WALLBOARD] = self.wallboard
         app[case_http.AUTHENTICATE] = agent_http.authenticate
@@ -329,6 +338,7 @@ class CityLine:
             "sip_registrar": f"udp:127.0.0.1:{s.sip_port}",
             "http": base,
             "agent_websocket": base.replace("http", "ws", 1) + "/ws/agent",
+            "open311": f"{base}/open311/v2/services.json",
             "wallboard": f"{base}/api/wallboard (WebSocket: /ws/wallboard)",
             "fastagi": f"agi://127.0.0.1:{self.agi.port if self.agi else s.agi_port}/city",
             "ami": f"127.0.0.1:{s.ami_port}",

@@ -186,3 +186,15 @@ async def test_websocket_without_a_session_is_refused(
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
         await http.ws_connect(base_url(city).replace("http", "ws") + "/ws/agent?token=nope")
     assert refused.value.status == 401
+
+
+async def test_the_service_catalogue_is_public_over_open311(
+    city: CityLine, http: aiohttp.ClientSession
+) -> None:
+    async with http.get(base_url(city) + "/open311/v2/services.json?lang=en") as response:
+        assert response.status == 200
+        services = await response.json()
+    assert len(services) >= 30
+    assert {"service_code", "service_name", "group"} <= set(services[0])
+    async with http.get(base_url(city) + "/open311/v2/services/street_light_out.json") as response:
+        assert response.status == 200
