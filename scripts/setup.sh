@@ -81,7 +81,13 @@ install_python() {
   fi
 }
 
+render_prompts() {
+  # Prompts are rendered once and cached (voices are slow; calls must not wait for them).
+  CITYLINE_CACHE="$cache" "$here/.venv/bin/cityline" prompts >/dev/null
+}
+
 install_debian_packages
 install_asterisk_sandbox
 install_python
+render_prompts
 log "ready"
