@@ -94,3 +94,37 @@ async def test_silence_twice_falls_back_to_the_keypad_menu(
         assert (await caller).ok
     finally:
         await sam.leave()
+
+
+async def test_a_recogniser_killed_mid_call_hands_the_resident_to_the_keypad(
+    make_city: CityFactory, http: aiohttp.ClientSession
+) -> None:
+    import os
+    import signal
+
+    from tests.support.checks import eventually
+
+    city = await speech_city(make_city)
+    tom = await AgentAtDesk(city, http, "tom", {"lang:pl": 4, "group:waste": 4}).arrive()  # type: ignore[arg-type]
+    try:
+        caller = asyncio.create_task(
+            call_with_keys(
+                city.settings.sip_port,  # type: ignore[attr-defined]
+                [(1.0, "1"), (9.0, "2")], echo=False, hold_seconds=30, timeout=90,
+            )
+        )  # fmt: skip
+        await only_call(city, ended=False)  # type: ignore[arg-type]
+        await asyncio.sleep(3.0)  # Polish chosen; the open question is being asked
+        pool = city.handler._speech.pool  # type: ignore[attr-defined]
+        for pid in pool.worker_pids():
+            os.kill(pid, signal.SIGKILL)
+        pop = await tom.next_message("pop", timeout=60)
+        assert pop["service_group"] == "waste" and pop["ivr_route"] == "keypad"
+        assert (await caller).ok
+        await eventually(lambda: _replaced(pool))  # a new worker serves the next call
+    finally:
+        await tom.leave()
+
+
+async def _replaced(pool: object) -> bool:
+    return bool(pool.worker_pids()) and pool.restarts >= 1  # type: ignore[attr-defined]
