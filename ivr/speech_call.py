@@ -175,7 +175,13 @@ class SpeechPath:
         prompts_done = asyncio.Event()
         playing = asyncio.ensure_future(self._play(session, step, prompts_done))
         try:
-            return await self._listen(session, frames, recogniser, prompts_done)
+            return await self._listen(
+                session,
+                frames,
+                recogniser,
+                prompts_done,
+                min(step.listen_seconds, self.settings.listen_seconds),
+            )
         except SpeechError as exc:
             log.warning("speech_unavailable", error=str(exc))
             return SpeechFailed()
@@ -205,12 +211,13 @@ class SpeechPath:
         frames: asyncio.Queue[Audio | Dtmf | None],
         recogniser: SpeechSession | None,
         prompts_done: asyncio.Event,
+        listen_seconds: float,
     ) -> Event:
         speaking = False
         deadline: float | None = None
         while True:
             if deadline is None and prompts_done.is_set():
-                deadline = time.monotonic() + self.settings.listen_seconds
+                deadline = time.monotonic() + listen_seconds
             wait = 0.2 if deadline is None else max(0.0, deadline - time.monotonic())
             if deadline is not None and wait == 0.0 and not speaking:
                 return Silence()

@@ -18,6 +18,7 @@ from typing import TypeVar
 from ivr.intents import Decision, MatchResult
 
 DEFAULT_LANGUAGE = "pl"
+LANGUAGE_PAUSE_SECONDS = 2.5  # silence after the welcome means Polish
 MAX_MISSES = 2  # no-matches and no-inputs before the keypad menu takes over
 MAX_REJECTIONS = 2  # "no, that's not it" before the keypad menu takes over
 AGENT_KEY = "0"
@@ -78,6 +79,8 @@ class Listen:
     language: str
     mode: Mode
     phrases: tuple[str, ...] = ()
+    # How long to wait after the prompts: short where silence is an answer (Polish).
+    listen_seconds: float = 6.0
 
 
 @dataclass(frozen=True)
@@ -154,8 +157,14 @@ class SpeechDialog:
         self._handlers = handlers
 
     def start(self) -> Listen:
+        # Only English is offered: a Polish caller says nothing (or the problem straight away).
         return Listen(
-            Step.LANGUAGE, ("welcome_speech",), DEFAULT_LANGUAGE, Mode.GRAMMAR, LANGUAGE_WORDS
+            Step.LANGUAGE,
+            ("welcome_speech",),
+            DEFAULT_LANGUAGE,
+            Mode.GRAMMAR,
+            LANGUAGE_WORDS,
+            listen_seconds=LANGUAGE_PAUSE_SECONDS,
         )
 
     def on_event(self, event: Event) -> Outcome:
