@@ -23,6 +23,7 @@ from ivr.audiosocket import (
     encode_session_start,
 )
 from ivr.audiosocket_server import AudioSession, AudioSocketServer, PlayResult
+from tests.support.polling import eventually as poll
 
 Handler = Callable[[AudioSession], Awaitable[None]]
 ServerFactory = Callable[..., Awaitable[AudioSocketServer]]
@@ -103,12 +104,7 @@ async def make_server() -> AsyncIterator[ServerFactory]:
 
 
 async def eventually(predicate: Callable[[], bool], within: float = STEP) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        if predicate():
-            return
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.005)
+    await poll(predicate, within)
 
 
 # -- a normal call ---------------------------------------------------------------------------

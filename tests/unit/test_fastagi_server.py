@@ -11,6 +11,7 @@ import structlog
 from structlog.testing import capture_logs
 
 from ivr.fastagi import AgiChannel, AgiError, AgiHangup, FastAgiServer
+from tests.support.polling import eventually as poll
 
 Handler = Callable[[AgiChannel], Awaitable[None]]
 ServerFactory = Callable[..., Awaitable[FastAgiServer]]
@@ -87,13 +88,7 @@ async def make_server() -> AsyncIterator[ServerFactory]:
 
 
 async def eventually(predicate: Callable[[], bool], within: float = STEP) -> None:
-    """Poll a condition the server reaches on its own (session counts, handler results)."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        if predicate():
-            return
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.005)
+    await poll(predicate, within)
 
 
 # -- a normal call ---------------------------------------------------------------------------
