@@ -30,6 +30,10 @@ class Settings:
         default_factory=lambda: Path(_env("STATE_DIR", str(PROJECT_DIR / "var")))
     )
     cache_dir: Path = field(default_factory=lambda: Path(_env("CACHE", "/var/cache/cityline")))
+    # The pages' browser libraries (JsSIP, uPlot), bundled by scripts/setup.sh.
+    web_vendor_dir: Path = field(
+        default_factory=lambda: Path(_env("WEB_VENDOR_DIR", str(PROJECT_DIR / "build" / "web")))
+    )
     recordings_dir: Path = field(
         default_factory=lambda: Path(_env("RECORDINGS_DIR", str(PROJECT_DIR / "recordings")))
     )

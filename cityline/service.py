@@ -41,7 +41,7 @@ from cases.services import load_services
 from cases.services_store import sync_services
 from cases.store import CallStore, CaseStore, utcnow
 from cityline.config import PROJECT_DIR, Settings
-from cityline.web import build_app
+from cityline.web import build_app, page_routes
 from ivr.audiosocket_server import AudioSocketServer
 from ivr.fastagi import FastAgiServer
 from ivr.intents import grammar_phrases
@@ -236,7 +236,15 @@ class CityLine:
         assert self.asterisk and self.acd and self.directory and self.calls and self.desktops
         assert self.wallboard is not None
         ast = self.asterisk.settings
-        app = build_app([case_http.routes, agent_http.routes, acd_http.routes, open311.routes])
+        app = build_app(
+            [
+                case_http.routes,
+                agent_http.routes,
+                acd_http.routes,
+                open311.routes,
+                page_routes(s.web_vendor_dir),
+            ]
+        )
         assert self.pool is not None
         app[open311.SERVICES_POOL] = self.pool
         app[acd_http.ACD_SERVICE] = self.acd

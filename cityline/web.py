@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import structlog
 from aiohttp import web
@@ -30,8 +31,63 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return web.json_response({"error": "internal error; it has been logged"}, status=500)
 
 
+@web.middleware
+async def page_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Pages and their scripts: always revalidated, never framed, no third-party content."""
+    response = await handler(request)
+    if not request.path.startswith(("/api/", "/ws/")):
+        response.headers.setdefault("Cache-Control", "no-cache")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        # connect-src: the page's own WebSockets plus the PBX's (the softphone registers there).
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; connect-src 'self' ws://127.0.0.1:* ws://localhost:*; "
+            "media-src 'self' blob:; img-src 'self' data:; style-src 'self' 'unsafe-inline'",
+        )
+    return response
+
+
+# The pages: each capability keeps its own static folder; libraries from npm come from
+# build/web (scripts/setup.sh bundles them there).
+PAGES = {
+    "/desk": Path(__file__).resolve().parent.parent / "agent_client" / "static" / "desk.html",
+    "/wallboard": Path(__file__).resolve().parent.parent / "acd" / "static" / "wallboard.html",
+}
+STATIC_DIRS = {
+    "/static/common": Path(__file__).resolve().parent / "static",
+    "/static/desk": PAGES["/desk"].parent,
+    "/static/wallboard": PAGES["/wallboard"].parent,
+}
+
+
+def page_routes(vendor_dir: Path) -> web.RouteTableDef:
+    routes = web.RouteTableDef()
+
+    @routes.get("/")
+    async def home(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound("/desk")
+
+    for path, page in PAGES.items():
+        routes.get(path)(_serve_file(page))
+    for prefix, folder in STATIC_DIRS.items():
+        routes.static(prefix, folder)
+    if vendor_dir.is_dir():
+        routes.static("/vendor", vendor_dir)
+    else:
+        log.error("page_libraries_missing", dir=str(vendor_dir), fix="run scripts/setup.sh")
+    return routes
+
+
+def _serve_file(path: Path) -> Handler:
+    async def serve(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(path)
+
+    return serve
+
+
 def build_app(route_tables: list[web.RouteTableDef]) -> web.Application:
-    app = web.Application(middlewares=[json_errors], client_max_size=256 * 1024)
+    app = web.Application(middlewares=[json_errors, page_headers], client_max_size=256 * 1024)
     for table in route_tables:
         app.add_routes(table)
     return app

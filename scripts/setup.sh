@@ -3,6 +3,7 @@
 #   - Debian packages (sipp, debootstrap, espeak-ng, sox, ...)
 #   - the Python virtualenv in .venv with the project and its dependencies
 #   - the Asterisk sandbox (Debian sid, built with debootstrap) unless a system Asterisk exists
+#   - the browser libraries the pages use (JsSIP, uPlot) from npm, bundled into build/web
 # Big downloads are cached outside the clone, under $CITYLINE_CACHE (default /var/cache/cityline).
 set -euo pipefail
 
@@ -12,7 +13,9 @@ mkdir -p "$cache"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
-apt_packages=(debootstrap sip-tester espeak-ng sox ca-certificates python3-venv procps)
+apt_packages=(debootstrap sip-tester espeak-ng sox ca-certificates python3-venv procps chromium)
+# Node.js only to fetch and bundle the pages' libraries; a machine that has it keeps its own.
+command -v npm >/dev/null 2>&1 || apt_packages+=(nodejs npm)
 
 install_debian_packages() {
   local missing=()
@@ -81,6 +84,21 @@ install_python() {
   fi
 }
 
+install_web() {
+  # The pages' libraries are served by CityLine itself (no CDN): fetched once per lock file.
+  local out="$here/build/web"
+  local stamp="$out/.installed-$(sha256sum "$here/package-lock.json" | cut -c1-16)"
+  [ -f "$stamp" ] && return
+  log "installing the browser libraries (npm)"
+  (cd "$here" && npm ci --cache "$cache/npm" --no-audit --no-fund --loglevel=error >/dev/null)
+  rm -rf "$out" && mkdir -p "$out"
+  # JsSIP ships CommonJS only: bundle it into one script a page can load.
+  (cd "$here" && node_modules/.bin/esbuild node_modules/jssip/lib/JsSIP.js --bundle \
+    --format=iife --global-name=JsSIP --minify --log-level=warning --outfile="$out/jssip.min.js")
+  cp "$here/node_modules/uplot/dist/uPlot.iife.min.js" "$here/node_modules/uplot/dist/uPlot.min.css" "$out/"
+  touch "$stamp"
+}
+
 render_prompts() {
   # Prompts are rendered once and cached (voices are slow; calls must not wait for them).
   CITYLINE_CACHE="$cache" "$here/.venv/bin/cityline" prompts >/dev/null
@@ -89,5 +107,6 @@ render_prompts() {
 install_debian_packages
 install_asterisk_sandbox
 install_python
+install_web
 render_prompts
 log "ready"
