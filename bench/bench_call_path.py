@@ -35,11 +35,11 @@ import aiohttp
 
 from bench.common import write_result
 from cityline.service import SCHEMA_FILES
+from cityline.simulated.sipp import call_with_keys
 from pbx.asterisk import find_asterisk
 from tests.support.asterisk import free_port
 from tests.support.desk import AgentAtDesk
 from tests.support.postgres import TemplateDatabases, stop_test_server, test_server_dsn
-from tests.support.sipp import call_with_keys
 
 KEY_END_OFFSET = 0.140  # the end packet of sip-tester's key pcaps, after the key starts
 PROJECT = Path(__file__).resolve().parent.parent

@@ -10,10 +10,10 @@ import aiohttp
 import pytest
 
 from cityline.service import CityLine
+from cityline.simulated.sipp import call_with_keys
 from tests.conftest import CityFactory
 from tests.support.checks import agent_is, eventually, only_call
 from tests.support.desk import AgentAtDesk, admin_headers, base_url
-from tests.support.sipp import call_with_keys
 
 pytestmark = pytest.mark.integration
 ENGLISH_WASTE = [(1.0, "2"), (1.5, "2")]

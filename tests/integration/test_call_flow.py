@@ -11,9 +11,9 @@ import aiohttp
 import pytest
 
 from cityline.service import CityLine
+from cityline.simulated.sipp import call_with_keys
 from tests.support.checks import agent_is, eventually, no_call_left, only_call
 from tests.support.desk import AgentAtDesk
-from tests.support.sipp import call_with_keys
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")

@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from cityline.simulated.sipp import call_with_keys, free_udp_port
 from tests.conftest import CityFactory
 from tests.support.checks import agent_is, eventually, only_call
 from tests.support.desk import AgentAtDesk
-from tests.support.sipp import call_with_keys, free_udp_port
 
 pytestmark = pytest.mark.integration
 POLISH_WASTE_THEN_CALLBACK = [(1.0, "1"), (1.5, "2"), (4.0, "1")]

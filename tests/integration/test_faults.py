@@ -10,12 +10,12 @@ import aiohttp
 import pytest
 
 from cityline.service import CityLine
+from cityline.simulated.sipp import call_with_keys
 from pbx.ami import AmiError
 from tests.integration.test_call_flow import ENGLISH_ROADS
 from tests.integration.test_pbx_ami import _session_fds as session_fds
 from tests.support.checks import eventually, only_call
 from tests.support.desk import AgentAtDesk
-from tests.support.sipp import call_with_keys
 
 pytestmark = pytest.mark.integration
 

@@ -16,11 +16,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from cityline.simulated.sipp import Speech, call_with_keys
 from ivr.languages import packaged_test_model
 from tests.conftest import CityFactory
 from tests.support.checks import only_call
 from tests.support.desk import AgentAtDesk
-from tests.support.sipp import Speech, call_with_keys
 
 MODEL = packaged_test_model()
 pytestmark = [

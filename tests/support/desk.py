@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 
 from cityline.service import CityLine
-from tests.support.sip_agent import AgentPhone
+from cityline.simulated.agent_phone import AgentPhone
 
 
 def admin_headers(city: CityLine) -> dict[str, str]:

@@ -1,7 +1,8 @@
 """Drive a resident's call with sipp: INVITE, RFC 2833 keys, then a hang-up.
 
-The scenario is rendered per call from ``sipp/resident_call.xml`` because the
-pauses and key plays differ from call to call.
+The scenario is rendered per call from ``scenarios/resident_call.xml`` because the
+pauses and key plays differ from call to call. Used by the demo's simulated residents and
+by the end-to-end tests. sipp is Debian's ``sip-tester`` package.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 SIPP_BIN = shutil.which("sipp") or "/usr/bin/sipp"
-TEMPLATE = Path(__file__).with_name("sipp") / "resident_call.xml"
+TEMPLATE = Path(__file__).with_name("scenarios") / "resident_call.xml"
 LOOPBACK = "127.0.0.1"
 
 # RFC 4733 event codes; sipp plays one generated pcap per key.
@@ -235,6 +236,7 @@ async def call_with_keys(
     local_port: int = 0,
     echo: bool = True,
     timeout: float = 60.0,
+    port_range: tuple[int, int] = (20000, 60000),
 ) -> CallerResult:
     """Call ``number`` at 127.0.0.1:``sip_port`` and press ``keys`` after the answer.
 
@@ -244,7 +246,8 @@ async def call_with_keys(
     last key for the PBX to hang up, then hangs up itself; with it, the caller
     hangs up that many seconds after the answer (skipping later keys) unless
     the PBX does first. ``result.hung_up_by`` tells which happened. A call the
-    PBX never answers fails when ``timeout`` expires.
+    PBX never answers fails when ``timeout`` expires. ``port_range`` bounds the
+    caller's own SIP and RTP ports. Cancelling the call kills its sipp process.
     """
     if not re.fullmatch(r"[0-9A-Za-z+*#._-]+", caller):
         raise ValueError(f"bad caller number: {caller!r}")
@@ -262,9 +265,10 @@ async def call_with_keys(
         messages = work / "messages.log"
         logs = work / "logs.log"
         errors = work / "errors.log"
-        sip_local = local_port or free_udp_port()
+        low, high = port_range
+        sip_local = local_port or free_udp_port(low=low, high=high)
         # sipp uses the media port and the next ones (echo, video).
-        media_port = free_udp_port(4)
+        media_port = free_udp_port(4, low=low, high=high)
         args = [
             "-sf", str(scenario_path),
             "-s", number,
@@ -297,6 +301,13 @@ async def call_with_keys(
         timed_out = False
         try:
             out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        except asyncio.CancelledError:
+            # Whoever cancels us (Ctrl-C, the end of a run) must not leave sipp running.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, 9)
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(proc.wait()), 5)
+            raise
         except TimeoutError:
             timed_out = True
             with contextlib.suppress(ProcessLookupError):

@@ -1,9 +1,9 @@
 """A simulated agent phone: a pyVoIP 1.6.8 SIP user agent registered to Asterisk.
 
 pyVoIP runs its own threads; this wrapper records what happened (ring, answer,
-hang-up times) in plain lists and offers ``async`` waits for asyncio tests.
-The Asterisk AOR for the endpoint needs ``qualify_frequency=0``: pyVoIP ignores
-OPTIONS.
+hang-up times) in plain lists and offers ``async`` waits for asyncio callers (the
+demo's simulated agents and the end-to-end tests). The Asterisk AOR for the
+endpoint needs ``qualify_frequency=0``: pyVoIP ignores OPTIONS.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import structlog
+
 with warnings.catch_warnings():
     # pyVoIP imports audioop, deprecated since 3.11.
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -31,7 +33,7 @@ with warnings.catch_warnings():
     # isort: split
     from pyVoIP import RTP, SIP
 
-log = logging.getLogger("tests.sip_agent")
+log = structlog.get_logger(__name__)
 _pyvoip_log = logging.getLogger("pyVoIP")
 
 LOOPBACK = "127.0.0.1"
@@ -40,6 +42,12 @@ MAX_CALL_SECONDS = 600.0
 _TICK = 0.02
 
 EndedBy = Literal["agent", "remote", "cancelled", "stopped"]
+# A fixed number of seconds, or a function drawing a new one for each call.
+Seconds = float | Callable[[], float]
+
+
+def _draw(value: Seconds) -> float:
+    return value() if callable(value) else value
 
 
 def _quiet_debug(s: object, e: object = None) -> None:
@@ -149,7 +157,9 @@ class AgentPhone:
     """A registered agent phone that rings, answers after a delay and hangs up.
 
     ``answer_after=None``: never answer (ring-no-answer). ``talk_seconds=None``:
-    stay on the call until the other side hangs up.
+    stay on the call until the other side hangs up. Either may be a function, drawn
+    again for every call. ``on_call_ended`` is called (from a pyVoIP thread) with the
+    record of each call once it is over, answered or not.
     """
 
     def __init__(
@@ -161,9 +171,10 @@ class AgentPhone:
         sip_port: int = 0,
         rtp_low: int,
         rtp_high: int,
-        answer_after: float | None = 0.5,
-        talk_seconds: float | None = 2.0,
+        answer_after: Seconds | None = 0.5,
+        talk_seconds: Seconds | None = 2.0,
         register_timeout: float = 5.0,
+        on_call_ended: Callable[[CallRecord], None] | None = None,
     ) -> None:
         if rtp_high - rtp_low < 3:
             raise ValueError("give the phone at least 4 RTP ports")
@@ -176,6 +187,7 @@ class AgentPhone:
         self.answer_after = answer_after
         self.talk_seconds = talk_seconds
         self.register_timeout = register_timeout
+        self.on_call_ended = on_call_ended
 
         self.ring_times: list[float] = []  # when each INVITE arrived
         self.answered: list[float] = []
@@ -222,7 +234,7 @@ class AgentPhone:
             while time.monotonic() < deadline:
                 status = phone.get_status()
                 if status == PhoneStatus.REGISTERED:
-                    log.debug("agent %s registered on port %d", self.endpoint, self.sip_port)
+                    log.debug("agent_phone_registered", endpoint=self.endpoint, port=self.sip_port)
                     return
                 if status == PhoneStatus.FAILED:
                     break
@@ -260,7 +272,7 @@ class AgentPhone:
         try:
             phone.stop()  # sends BYE for answered calls, then un-REGISTERs
         except Exception:
-            log.debug("pyVoIP stop failed", exc_info=True)
+            log.debug("agent_phone_stop_failed", endpoint=self.endpoint, exc_info=True)
             phone.sip.NSD = False
             phone.sip._close_sockets()
 
@@ -343,6 +355,16 @@ class AgentPhone:
             if rec is not None and rec.ended_at is None:
                 rec.ended_at, rec.ended_by = now, "cancelled"
             self.cancelled.append(now)
+        if rec is not None:
+            self._report_ended(rec)
+
+    def _report_ended(self, rec: CallRecord) -> None:
+        if self.on_call_ended is None:
+            return
+        try:
+            self.on_call_ended(rec)
+        except Exception:  # the listener's failure must not kill pyVoIP's thread
+            log.exception("agent_phone_listener_failed", endpoint=self.endpoint)
 
     def _on_call(self, call: VoIPCall) -> None:
         worker = threading.current_thread()
@@ -351,7 +373,7 @@ class AgentPhone:
         try:
             self._run_call(call)
         except Exception:
-            log.exception("agent %s call handling failed", self.endpoint)
+            log.exception("agent_phone_call_failed", endpoint=self.endpoint)
         finally:
             with self._lock:
                 self._workers.remove(worker)
@@ -359,7 +381,7 @@ class AgentPhone:
     def _run_call(self, call: VoIPCall) -> None:
         rec = self._records[call.call_id]
         # Ringing: a CANCEL (handled by _Phone) ends it, or we answer.
-        answer_at = None if self.answer_after is None else rec.rang_at + self.answer_after
+        answer_at = None if self.answer_after is None else rec.rang_at + _draw(self.answer_after)
         ring_deadline = rec.rang_at + MAX_CALL_SECONDS
         while call.state == CallState.RINGING and not self._stopping.is_set():
             now = time.time()
@@ -376,7 +398,7 @@ class AgentPhone:
             self.answered.append(rec.answered_at)
 
         hang_up_at = rec.answered_at + (
-            self.talk_seconds if self.talk_seconds is not None else MAX_CALL_SECONDS
+            _draw(self.talk_seconds) if self.talk_seconds is not None else MAX_CALL_SECONDS
         )
         ended_by: EndedBy = "remote"
         while call.state == CallState.ANSWERED:
@@ -394,10 +416,11 @@ class AgentPhone:
             try:
                 call.hangup()
             except Exception:  # the other side hung up at the same moment
-                log.debug("hangup raced", exc_info=True)
+                log.debug("agent_phone_hangup_raced", endpoint=self.endpoint, exc_info=True)
         rec.ended_at, rec.ended_by = time.time(), ended_by
         with self._lock:
             self.hung_up.append(rec.ended_at)
+        self._report_ended(rec)
 
 
-__all__ = ["AgentPhone", "CallRecord", "free_udp_port"]
+__all__ = ["AgentPhone", "CallRecord", "Seconds", "free_udp_port"]
