@@ -1,4 +1,5 @@
-"""Command line: `cityline run`, `cityline stop`, `cityline agent add ...`, `cityline status`."""
+"""Command line: `cityline run`, `cityline demo`, `cityline stop`, `cityline agent add ...`,
+`cityline status`."""
 
 from __future__ import annotations
 
@@ -11,12 +12,16 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from cityline.config import Settings
 from cityline.logs import configure_logging
+
+if TYPE_CHECKING:
+    from cityline.demo import DemoOptions
+    from cityline.service import CityLine
 
 log = structlog.get_logger(__name__)
 
@@ -25,7 +30,17 @@ def _pid_file(settings: Settings) -> Path:
     return settings.state_dir / "cityline.pid"
 
 
-async def _run(settings: Settings) -> int:
+def _running_pid(settings: Settings) -> int | None:
+    """The pid of a `cityline run` or `cityline demo` already running from this state dir."""
+    try:
+        pid = int(_pid_file(settings).read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    return pid if b"cityline" in cmdline and pid != os.getpid() else None
+
+
+async def _run(settings: Settings, demo_options: DemoOptions | None = None) -> int:
     from cityline.service import CityLine  # heavy imports only for the server
 
     service = CityLine(settings)
@@ -40,19 +55,43 @@ async def _run(settings: Settings) -> int:
     print("\nCityLine is running.", file=sys.stderr)
     for key, value in banner.items():
         print(f"  {key:18} {value}", file=sys.stderr)
-    print(
-        "  Agents: create one with\n"
-        "    cityline agent add NAME --password ... --skills lang:pl=5,group:roads=3\n"
-        "  register a SIP phone with the returned username/password; dial 19115 from another.\n"
-        "  Ctrl-C or `cityline stop` stops everything.\n",
-        file=sys.stderr,
-    )
+    if demo_options is None:
+        print(
+            "  Agents: create one with\n"
+            "    cityline agent add NAME --password ... --skills lang:pl=5,group:roads=3\n"
+            "  register a SIP phone with the returned username/password; dial 19115 from "
+            "another.\n  Ctrl-C or `cityline stop` stops everything.\n",
+            file=sys.stderr,
+        )
     try:
-        await stop.wait()
+        if demo_options is None:
+            await stop.wait()
+        else:
+            await _run_demo(service, demo_options, stop)
     finally:
         await service.stop()
         pid_file.unlink(missing_ok=True)
     return 0
+
+
+async def _run_demo(service: CityLine, options: DemoOptions, stop: asyncio.Event) -> None:
+    """The simulated city on the running service, until Ctrl-C or the end of its minutes."""
+    from cityline.demo import start_demo
+
+    demo = await start_demo(service, options, sys.stdout)
+    print(demo.banner(), flush=True)
+    stopped = asyncio.create_task(stop.wait())
+    finished = asyncio.create_task(demo.done.wait())
+    try:
+        await asyncio.wait({stopped, finished}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        finished.cancel()
+        print(
+            "Stopping the demo: residents' calls, simulated agents, then the service.", flush=True
+        )
+        await demo.stop()
+        print(await demo.summary(), flush=True)
 
 
 def _stop(settings: Settings) -> int:
@@ -128,6 +167,19 @@ def main(argv: list[str] | None = None) -> int:
         from cityline import models
 
         return models.main(argv[1:])
+    if argv[:1] == ["demo"]:
+        from cityline.demo import demo_log_level, parse_demo_args
+
+        options = parse_demo_args(argv[1:])
+        settings = Settings()
+        running = _running_pid(settings)
+        if running is not None:
+            raise SystemExit(
+                f"CityLine is already running here (pid {running}); stop it first "
+                "(`./run.sh stop`), the demo starts its own server."
+            )
+        configure_logging(demo_log_level())
+        return asyncio.run(_run(settings, options))
     if argv[:1] == ["simulate"]:
         from acd.simulator import main as simulate_main
 
@@ -135,6 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cityline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="start Asterisk, PostgreSQL (if needed) and the service")
+    sub.add_parser(
+        "demo",
+        help="the server plus simulated residents and agents, so the wallboard moves",
+        add_help=False,
+    )
     sub.add_parser("stop", help="stop a running `cityline run`")
     sub.add_parser("status", help="agents and their state, from the running service")
     sub.add_parser("prompts", help="render every prompt into the cache (done by the installer)")

@@ -294,6 +294,8 @@ async def call_with_keys(
             SIPP_BIN,
             *args,
             cwd=work,
+            # Its own session: a Ctrl-C in the terminal is for us, and we end our callers.
+            start_new_session=True,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
