@@ -1,4 +1,8 @@
-"""Agents' phones as Asterisk sees them: an unregistered phone is not offered calls.
+"""Agents' phones as Asterisk sees them: an agent with no registered phone is not offered calls.
+
+An agent may have two phones: a SIP phone on its endpoint and the browser softphone of the
+desk page on `<endpoint>-web`. The agent is reachable while either is, and calls ring the
+ones that are registered.
 
 Live from AMI DeviceStateChange events; reconciled from PJSIPShowEndpoints at start-up and
 after every AMI reconnect (events missed while the link was down are not replayed).
@@ -20,10 +24,24 @@ log = structlog.get_logger(__name__)
 UNREACHABLE_STATES = frozenset({"UNAVAILABLE", "INVALID", "UNKNOWN", "Unavailable", "Invalid"})
 
 
+# The browser softphone's endpoint is the agent's endpoint with this suffix.
+WEB_PHONE_SUFFIX = "-web"
+
+
+def web_phone(endpoint: str) -> str:
+    return endpoint + WEB_PHONE_SUFFIX
+
+
 class DeviceTracker:
     def __init__(self, acd: AcdService, agent_for_endpoint: Callable[[str], str | None]) -> None:
         self._acd = acd
         self._agent_for_endpoint = agent_for_endpoint
+        self._registered: dict[str, set[str]] = {}  # agent -> its endpoints that answer
+
+    def phones_of(self, agent_id: str) -> list[str]:
+        """The agent's registered endpoints, the browser first (an agent at the desk page)."""
+        phones = self._registered.get(agent_id, ())
+        return sorted(phones, key=lambda endpoint: not endpoint.endswith(WEB_PHONE_SUFFIX))
 
     def on_ami_event(self, event: Mapping[str, str]) -> None:
         if event.get("Event") != "DeviceStateChange":
@@ -44,13 +62,19 @@ class DeviceTracker:
             name = endpoint.get("ObjectName", "")
             self._set(name, endpoint.get("DeviceState", "") not in UNREACHABLE_STATES)
 
-    def _set(self, endpoint: str, reachable: bool) -> None:
-        agent = self._agent_for_endpoint(endpoint)
+    def _set(self, endpoint: str, registered: bool) -> None:
+        agent = self._agent_for_endpoint(endpoint.removesuffix(WEB_PHONE_SUFFIX))
         if agent is None:
             return
+        phones = self._registered.setdefault(agent, set())
+        if registered:
+            phones.add(endpoint)
+        else:
+            phones.discard(endpoint)
+        reachable = bool(phones)
         try:
             if self._acd.agent_view(agent).get("reachable") != reachable:
                 self._acd.set_reachable(agent, reachable)
-                log.info("agent_phone", agent=agent, reachable=reachable)
+                log.info("agent_phone", agent=agent, reachable=reachable, phones=sorted(phones))
         except AcdError as exc:
             log.info("agent_phone_unknown_to_acd", agent=agent, error=str(exc))

@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import math
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 from aiohttp import WSMsgType, web
 
+from acd.devices import web_phone
 from acd.engine import AcdError
 from acd.events import AcdEvent, AgentChanged
 from acd.http import ACD_SERVICE
+from agent_client.limits import LoginThrottle
 from agent_client.service import Agent, AgentDirectory, AgentError, DesktopHub
 from cases.http import Principal, json_error, principal, read_object, text_field, to_json
 
@@ -24,6 +28,7 @@ DESKTOPS = web.AppKey("desktops", DesktopHub)
 ADMIN_TOKEN = web.AppKey("admin_token", str)
 SIP_INFO: web.AppKey[dict[str, Any]] = web.AppKey("sip_info")
 AGENT = web.RequestKey("agent", Agent)
+LOGIN_THROTTLE = web.AppKey("login_throttle", LoginThrottle)
 # Called after an agent is created, so the PBX and the ACD learn of the new phone.
 AGENTS_CHANGED: web.AppKey[Callable[[Agent], Awaitable[None]]] = web.AppKey("agents_changed")
 
@@ -97,12 +102,23 @@ async def list_agents(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     body = await read_object(request)
     name = text_field(body, "name", max_len=32)
-    result = await request.app[DIRECTORY].authenticate(
-        name, text_field(body, "password", max_len=200)
-    )
+    password = text_field(body, "password", max_len=200)
+    throttle, address, now = request.app[LOGIN_THROTTLE], request.remote or "", time.monotonic()
+    wait = throttle.retry_after(name, address, now)
+    if wait > 0:
+        log.warning("login_throttled", agent=name, address=address, retry_after=round(wait))
+        seconds = math.ceil(wait)
+        refused = json_error(
+            429, f"too many failed log-ins; try again in {seconds} s", retry_after=seconds
+        )
+        refused.headers["Retry-After"] = str(seconds)
+        raise refused
+    result = await request.app[DIRECTORY].authenticate(name, password)
     if result is None:
-        log.info("login_failed", agent=name)
+        throttle.failed(name, address, now)
+        log.info("login_failed", agent=name, address=address)
         raise json_error(401, "wrong name or password")
+    throttle.succeeded(name)
     agent, token = result
     if agent.role == "agent":
         acd_call(lambda: request.app[ACD_SERVICE].login(agent.name))
@@ -147,10 +163,36 @@ def _change_state(app: web.Application, agent: Agent, body: dict[str, Any]) -> N
         raise json_error(400, "state must be 'ready' or 'paused'")
 
 
+@routes.get("/api/transfer-targets")
+async def transfer_targets(request: web.Request) -> web.Response:
+    """Where an agent can pass a caller: logged-in colleagues and the departments' numbers."""
+    agent = await current_agent(request)
+    directory, acd = request.app[DIRECTORY], request.app[ACD_SERVICE]
+    colleagues = []
+    for other in directory.by_name.values():
+        state = acd.agent_view(other.name).get("state")
+        if other.name != agent.name and other.role == "agent" and state not in (None, "unknown",
+                                                                                 "logged_out"):
+            colleagues.append(
+                {"name": other.name, "display_name": other.display_name,
+                 "extension": other.sip_endpoint, "state": state}
+            )  # fmt: skip
+    departments = [
+        {"code": d.code, "names": d.names, "extension": d.phone}
+        for d in directory.catalogue.departments.values()
+        if d.phone
+    ]
+    return to_json({"agents": colleagues, "departments": departments})
+
+
 def _sip(request: web.Request, agent: Agent) -> dict[str, Any]:
     info: dict[str, Any] = request.app[SIP_INFO]
     sip = dict(info)
-    sip.update(username=agent.sip_endpoint, password=agent.sip_secret)
+    sip.update(
+        username=agent.sip_endpoint,
+        password=agent.sip_secret,
+        web_username=web_phone(agent.sip_endpoint),
+    )
     return sip
 
 

@@ -9,7 +9,7 @@ import hmac
 import json
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -103,6 +103,10 @@ class AgentDirectory:
         self._session_lifetime = timedelta(hours=session_hours)
         self.by_name: dict[str, Agent] = {}
 
+    @property
+    def catalogue(self) -> Catalogue:
+        return self._catalogue
+
     async def load(self) -> list[Agent]:
         rows = await self._pool.fetch("SELECT * FROM agents ORDER BY id")
         self.by_name = {row["name"]: Agent.from_row(row) for row in rows}
@@ -136,6 +140,8 @@ class AgentDirectory:
     ) -> Agent:
         if not NAME_PATTERN.match(name):
             raise AgentError("name: 1-32 of a-z 0-9 _ . -, starting with a letter or digit")
+        if name.endswith("-web"):  # "<endpoint>-web" is the browser phone of another agent
+            raise AgentError("name: must not end in '-web'")
         if len(password) < MIN_PASSWORD_LENGTH:
             raise AgentError(f"password: at least {MIN_PASSWORD_LENGTH} characters")
         if role not in ROLES:
@@ -204,14 +210,27 @@ class DesktopHub:
     reconnects and gets the current state again.
     """
 
-    def __init__(self, directory: AgentDirectory, *, outbox_size: int = 64) -> None:
+    def __init__(
+        self,
+        directory: AgentDirectory,
+        *,
+        phones_of: Callable[[str], list[str]] = lambda agent_id: [],
+        outbox_size: int = 64,
+    ) -> None:
         self._directory = directory
+        self._phones_of = phones_of
         self._outbox_size = outbox_size
         self._connections: dict[str, _Desktop] = {}
         self.last_pop: dict[str, dict[str, Any]] = {}
 
     def endpoint_of(self, agent_id: str) -> str | None:
         return self._directory.endpoint_of(agent_id)
+
+    def phones_of(self, agent_id: str) -> list[str]:
+        """Endpoints to ring for the agent: the registered ones, else its SIP endpoint."""
+        phones = self._phones_of(agent_id)
+        endpoint = self.endpoint_of(agent_id)
+        return phones or ([endpoint] if endpoint else [])
 
     def attach(self, agent_id: str, ws: web.WebSocketResponse) -> _Desktop:
         old = self._connections.get(agent_id)

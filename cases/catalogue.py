@@ -13,6 +13,7 @@ CATALOGUE_FILE = Path(__file__).with_name("catalogue.json")
 class Department:
     code: str
     names: dict[str, str]
+    phone: str = ""  # where agents transfer a caller who must speak to the department itself
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,10 @@ class Catalogue:
 
 def load_catalogue(path: Path = CATALOGUE_FILE) -> Catalogue:
     raw = json.loads(path.read_text(encoding="utf-8"))
-    departments = {d["code"]: Department(d["code"], d["name"]) for d in raw["departments"]}
+    departments = {
+        d["code"]: Department(d["code"], d["name"], str(d.get("phone", "")))
+        for d in raw["departments"]
+    }
     groups = {
         g["code"]: ServiceGroup(
             g["code"], g["key"], g["department"], g["response_hours"], g["name"]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -94,12 +97,19 @@ async def create_case(request: web.Request) -> web.Response:
     who = await principal(request, "agent", "supervisor", "admin")
     body = await read_object(request)
     call_id = parse_uuid(body["call_id"], "call_id") if body.get("call_id") else None
+    service_code = text_field(body, "service_code", max_len=60, required=False)
+    attributes = body.get("attributes") or {}
+    if not isinstance(attributes, dict):
+        raise json_error(400, "attributes: an object of field code -> value is required")
     try:
         case = await request.app[CASES].create_case(
             call_id=call_id,
-            service_group=text_field(body, "service_group", max_len=40),
+            service_group=text_field(body, "service_group", max_len=40, required=not service_code),
+            service_code=service_code,
             description=text_field(body, "description", max_len=4000),
             address=text_field(body, "address", max_len=300, required=False),
+            location=location_field(body),
+            attributes=attributes,
             created_by=who.name,
             caller_number=text_field(body, "caller_number", max_len=40, required=False) or None,
         )
@@ -108,13 +118,57 @@ async def create_case(request: web.Request) -> web.Response:
     return to_json(case, status=201)
 
 
+def location_field(body: Mapping[str, Any]) -> tuple[float, float] | None:
+    """Optional "lat"/"lon" (WGS84 degrees): both or neither."""
+    lat, lon = body.get("lat"), body.get("lon")
+    if lat in (None, "") and lon in (None, ""):
+        return None
+    try:
+        point = (float(lat), float(lon))  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise json_error(400, "lat/lon: two numbers (degrees) are required together") from exc
+    if not (-90 <= point[0] <= 90 and -180 <= point[1] <= 180) or any(map(math.isnan, point)):
+        raise json_error(400, "lat/lon: outside the globe")
+    return point
+
+
+@routes.post("/api/cases/{case_id}/calls")
+async def link_call(request: web.Request) -> web.Response:
+    """Record that a call reports a case that exists (a duplicate), instead of a new case."""
+    who = await principal(request, "agent", "supervisor", "admin")
+    body = await read_object(request)
+    call_id = parse_uuid(body.get("call_id"), "call_id")
+    try:
+        case = await request.app[CASES].link_call(_case_id(request), call_id, who.name)
+    except CaseError as exc:
+        raise json_error(404, str(exc)) from exc
+    return to_json(case)
+
+
+@routes.get("/api/cases/nearby")
+async def nearby_cases(request: web.Request) -> web.Response:
+    """Open cases of one service near an address or a point: possible duplicates."""
+    await principal(request, "agent", "supervisor", "admin")
+    query = dict(request.query)
+    cases = await request.app[CASES].possible_duplicates(
+        text_field(query, "service_code", max_len=60),
+        address=text_field(query, "address", max_len=300, required=False),
+        location=location_field(query),
+    )
+    return to_json(cases)
+
+
+def _case_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["case_id"])
+    except ValueError as exc:
+        raise json_error(400, "case id must be a number") from exc
+
+
 @routes.get("/api/cases/{case_id}")
 async def get_case(request: web.Request) -> web.Response:
     await principal(request)
-    try:
-        case_id = int(request.match_info["case_id"])
-    except ValueError as exc:
-        raise json_error(400, "case id must be a number") from exc
+    case_id = _case_id(request)
     case = await request.app[CASES].get_case(case_id)
     if case is None:
         raise json_error(404, f"no case {case_id}")
@@ -131,6 +185,22 @@ async def get_call(request: web.Request) -> web.Response:
     call["events"] = await request.app[CALLS].call_events(call_id)
     call["cases"] = await request.app[CASES].cases_for_call(call_id)
     return to_json(call)
+
+
+@routes.get("/api/calls/{call_id}/recording")
+async def get_recording(request: web.Request) -> web.StreamResponse:
+    """The call's recording (WAV): for the agent who took the call, supervisors and admins."""
+    who = await principal(request, "agent", "supervisor", "admin")
+    call_id = parse_uuid(request.match_info["call_id"], "call id")
+    call = await request.app[CALLS].get_call(call_id)
+    if call is None:
+        raise json_error(404, f"no call {call_id}")
+    if who.role == "agent" and call.get("agent") != who.name:
+        raise json_error(403, "only the agent who took the call may hear it")
+    path = call.get("recording_path")
+    if not path or not await asyncio.to_thread(Path(path).is_file):
+        raise json_error(404, "this call has no recording (yet)")
+    return web.FileResponse(path, headers={"Content-Type": "audio/wav"})
 
 
 @routes.get("/api/calls")

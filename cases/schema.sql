@@ -50,5 +50,23 @@ CREATE TABLE IF NOT EXISTS cases (
     created_at     timestamptz NOT NULL DEFAULT now(),
     due_at         timestamptz
 );
+-- What the agent's form records beyond the group: the catalogue service, where, its own fields.
+ALTER TABLE cases ADD COLUMN IF NOT EXISTS service_code text;
+ALTER TABLE cases ADD COLUMN IF NOT EXISTS lat double precision;
+ALTER TABLE cases ADD COLUMN IF NOT EXISTS lon double precision;
+ALTER TABLE cases ADD COLUMN IF NOT EXISTS attributes jsonb NOT NULL DEFAULT '{}';
 CREATE INDEX IF NOT EXISTS cases_caller_idx ON cases (caller_number, created_at DESC);
+-- Possible duplicates: open cases of one service, newest first.
+CREATE INDEX IF NOT EXISTS cases_open_service_idx ON cases (service_code, created_at DESC)
+    WHERE status = 'open';
 CREATE INDEX IF NOT EXISTS cases_call_idx ON cases (call_id);
+
+-- A call about a case that exists already (a duplicate report): linked instead of a new case.
+CREATE TABLE IF NOT EXISTS case_calls (
+    case_id    bigint NOT NULL REFERENCES cases (id),
+    call_id    uuid NOT NULL REFERENCES calls (id),
+    linked_by  text,
+    linked_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (case_id, call_id)
+);
+CREATE INDEX IF NOT EXISTS case_calls_call_idx ON case_calls (call_id);

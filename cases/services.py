@@ -9,6 +9,7 @@ itself for plain information requests. `to_open311` renders the GeoReport v2 ser
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -217,3 +218,42 @@ def to_open311_definition(service: Service, language: str) -> dict[str, Any]:
             item["values"] = [{"key": k, "name": names[language]} for k, names in a.values]
         attributes.append(item)
     return {"service_code": service.code, "attributes": attributes}
+
+
+def check_attributes(service: Service, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The service's own fields of a case, checked against its definition; problems raise.
+
+    Unknown fields, missing required ones and values outside a list are refused with a
+    message naming the field, so the agent's form can show it next to the field.
+    """
+    if not isinstance(given, Mapping):
+        raise CatalogueError("attributes: an object of field code -> value is required")
+    known = {a.code: a for a in service.attributes}
+    problems = [f"{code}: not a field of {service.code}" for code in given if code not in known]
+    clean: dict[str, Any] = {}
+    for attribute in service.attributes:
+        value = given.get(attribute.code)
+        if value in (None, "", []):
+            if attribute.required:
+                problems.append(f"{attribute.code}: required")
+            continue
+        allowed = {key for key, _ in attribute.values}
+        if attribute.datatype == "singlevaluelist":
+            if not isinstance(value, str) or value not in allowed:
+                problems.append(f"{attribute.code}: one of {sorted(allowed)}")
+                continue
+        elif attribute.datatype == "multivaluelist":
+            if not isinstance(value, list) or not set(value) <= allowed:
+                problems.append(f"{attribute.code}: a list of {sorted(allowed)}")
+                continue
+        elif attribute.datatype == "number":
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                problems.append(f"{attribute.code}: a number")
+                continue
+        elif not isinstance(value, str) or len(value) > 500:
+            problems.append(f"{attribute.code}: text of at most 500 characters")
+            continue
+        clean[attribute.code] = value
+    if problems:
+        raise CatalogueError("; ".join(problems))
+    return clean

@@ -31,6 +31,7 @@ from acd.service_level import ServiceLevelWindows
 from acd.wallboard import WallboardHub
 from acd.widening import policy_from_name
 from agent_client import http as agent_http
+from agent_client.limits import LoginThrottle
 from agent_client.service import Agent, AgentDirectory, DesktopHub
 from cases import http as case_http
 from cases import open311
@@ -115,7 +116,7 @@ class CityLine:
         self.admin_token = self._admin_token()
         pool = await self._start_database()
         self.calls = CallStore(pool)
-        cases = CaseStore(pool, self.catalogue)
+        cases = CaseStore(pool, self.catalogue, self.services)
         self.directory = AgentDirectory(pool, self.catalogue, session_hours=s.session_hours)
         agents = await self.directory.load()
         await self._start_asterisk(agents)
@@ -182,7 +183,8 @@ class CityLine:
         """Everything a resident's call goes through, from the FastAGI port to the agent."""
         s = self.settings
         assert self.asterisk and self.ami and self.acd and self.directory and self.calls
-        self.desktops = DesktopHub(self.directory)
+        devices = DeviceTracker(self.acd, self._agent_for_endpoint)
+        self.desktops = DesktopHub(self.directory, phones_of=devices.phones_of)
         recordings = RecordingCollector(
             asterisk_spool_dir=self.asterisk.spool_dir,
             host_path=self.asterisk.host_path,
@@ -193,7 +195,7 @@ class CityLine:
             ami=self.ami,
             calls=self.calls,
             cases=cases,
-            endpoint_of=self.directory.endpoint_of,
+            endpoint_of=self._first_phone,
             send_pop=self.desktops.send_pop,
             ring_timeout_seconds=s.ring_timeout_seconds,
         )
@@ -219,7 +221,6 @@ class CityLine:
         )
         self._running.stops.append(self.handler.drain)
         self.ami.add_listener(self._on_ami_event)
-        devices = DeviceTracker(self.acd, self._agent_for_endpoint)
         self.ami.add_listener(devices.on_ami_event)
         ami = self.ami
         self.ami.add_reconnect_listener(lambda: devices.reconcile(ami))
@@ -255,11 +256,14 @@ class CityLine:
         app[agent_http.DIRECTORY] = self.directory
         app[agent_http.DESKTOPS] = self.desktops
         app[agent_http.ADMIN_TOKEN] = self.admin_token
+        app[agent_http.LOGIN_THROTTLE] = LoginThrottle()
         app[agent_http.SIP_INFO] = {
             "server": "127.0.0.1",
             "port": ast.sip_port,
             "transport": "udp",
             "number": "19115",
+            # The desk page's softphone registers over Asterisk's WebSocket transport.
+            "ws_url": f"ws://127.0.0.1:{ast.http_port}/ws",
         }
         app[agent_http.AGENTS_CHANGED] = self._agent_created
         self.acd.subscribe(agent_http.forward_acd_events(app))
@@ -364,6 +368,11 @@ class CityLine:
         await reload_agents(self.ami)
         if agent.role == "agent":
             self.acd.upsert_agent(agent.name, agent.skills)
+
+    def _first_phone(self, agent_id: str) -> str | None:
+        """The one phone a callback rings (AMI Originate takes a single channel)."""
+        assert self.desktops is not None
+        return next(iter(self.desktops.phones_of(agent_id)), None)
 
     def _agent_for_endpoint(self, endpoint: str) -> str | None:
         assert self.directory is not None

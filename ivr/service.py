@@ -45,6 +45,8 @@ class Desktops(Protocol):
 
     def endpoint_of(self, agent_id: str) -> str | None: ...
 
+    def phones_of(self, agent_id: str) -> list[str]: ...
+
     def send_pop(self, agent_id: str, pop: Mapping[str, Any]) -> None: ...
 
     def send_call_update(self, agent_id: str, call_id: str, status: str) -> None: ...
@@ -173,6 +175,7 @@ class CallSession:
         self.language = "pl"
         self.callback_requested = False
         self.keys_consumed = 0  # keys AGI commands returned (menus, announcements)
+        self.duplicates: list[dict[str, Any]] = []
 
     def _ts(self, at: float) -> datetime:
         return datetime.fromtimestamp(at, tz=utcnow().tzinfo)
@@ -306,6 +309,10 @@ class CallSession:
         h = self.h
         caller = self.channel.caller_number
         history = await h._cases.caller_history(caller)  # ready before any agent rings
+        if route.service_code:  # open cases of the same service there: maybe a known fault
+            self.duplicates = await h._cases.possible_duplicates(
+                route.service_code, address=route.address or ""
+            )
         self.phase = "queue"
         self.queued_at = h._clock()
         await h._calls.update_call(self.db_id, queued_at=self._ts(self.queued_at))
@@ -449,6 +456,7 @@ class CallSession:
             "queued_at": self.queued_at,
             "waited_seconds": round(at - self.queued_at, 1),
             "earlier_cases": [_json_ready(c) for c in history],
+            "possible_duplicates": [_json_ready(c) for c in self.duplicates],
         }
 
     async def _ring(self, offer: Offer, route: Route, history: list[dict[str, Any]]) -> bool:
@@ -458,12 +466,12 @@ class CallSession:
         self.offers += 1
         self.agent_id = offer.agent_id
         offered_at = self._offered_at = h._clock()
-        endpoint = h._desktops.endpoint_of(offer.agent_id)
+        phones = h._desktops.phones_of(offer.agent_id)
         await h._calls.update_call(self.db_id, offered_at=self._ts(offered_at))
         await h._calls.add_event(
             self.db_id, "offered", {"agent": offer.agent_id, "rung": offer.rung}
         )
-        if endpoint is None:
+        if not phones:
             log.error("offered_agent_has_no_phone", agent=offer.agent_id)
             h._acd.ring_failed(self.call_id)
             return False
@@ -473,10 +481,10 @@ class CallSession:
             # b: record only while bridged, so the file is the conversation, not the music.
             await self.channel.exec("MixMonitor", f"{self.recording},b")
         h._desktops.send_pop(offer.agent_id, pop)  # the pop and the ring leave together
-        log.info("ringing_agent", agent=offer.agent_id, endpoint=endpoint)
+        log.info("ringing_agent", agent=offer.agent_id, phones=phones)
         await self.channel.exec(
             "Dial",
-            f"PJSIP/{endpoint}",
+            "&".join(f"PJSIP/{phone}" for phone in phones),  # every phone the agent has on
             str(h._settings.ring_timeout_seconds),
             "",
             timeout=LONGEST_CONVERSATION_SECONDS,

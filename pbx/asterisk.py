@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import re
 import secrets
 import shutil
 import signal
+import socket
 import string
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +60,34 @@ class _Actions(Protocol):
         *,
         timeout: float | None = None,
     ) -> Mapping[str, str]: ...
+
+
+def interface_ipv4_addresses() -> list[str]:
+    """This machine's IPv4 interface addresses, loopback excluded (as pjproject lists them)."""
+    found: list[str] = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for _, name in socket.if_nameindex():
+            try:
+                request = struct.pack("256s", name[:15].encode())
+                reply = fcntl.ioctl(sock.fileno(), 0x8915, request)  # SIOCGIFADDR
+            except OSError:  # an interface without an IPv4 address
+                continue
+            address = socket.inet_ntoa(reply[20:24])
+            if not address.startswith("127.") and address not in found:
+                found.append(address)
+    return found
+
+
+def ice_loopback_mapping(addresses: Sequence[str]) -> str:
+    """rtp.conf lines that advertise 127.0.0.1 for every interface address.
+
+    Asterisk offers ICE host candidates from the interface list, which leaves loopback out;
+    browsers on this machine are then asked to send media to a network address. Mapping
+    each to 127.0.0.1 keeps a browser softphone's media on loopback like every other call.
+    """
+    if not addresses:
+        return ""
+    return "[ice_host_candidates]\n" + "".join(f"{a} => 127.0.0.1\n" for a in addresses)
 
 
 @dataclass(frozen=True)
@@ -241,6 +272,7 @@ class AsteriskInstance:
             "ami_secret": s.ami_secret,
             "moh_class": s.moh_class,
             "sounds_dir": self.asterisk_sounds_dir,
+            "ice_host_candidates": ice_loopback_mapping(interface_ipv4_addresses()),
         }
 
     def _make_dirs(self) -> None:

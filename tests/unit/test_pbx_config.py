@@ -138,7 +138,14 @@ def test_write_agents_survives_a_rerender(instance: AsteriskInstance) -> None:
     assert "context = city-agents" in pjsip and "qualify_frequency = 0" in pjsip
     assert "max_contacts = 1" in pjsip and "remove_existing = yes" in pjsip
     members = (instance.etc_dir / "queues_members.conf").read_text().splitlines()
-    assert members == ["member => PJSIP/agent-1", "member => PJSIP/agent-2"]
+    # each agent's SIP phone and browser softphone
+    assert members == [
+        "member => PJSIP/agent-1",
+        "member => PJSIP/agent-1-web",
+        "member => PJSIP/agent-2",
+        "member => PJSIP/agent-2-web",
+    ]
+    assert "[agent-1-web]\ntype = endpoint" in pjsip and "webrtc = yes" in pjsip
 
 
 @pytest.mark.parametrize("names", [["agent 1"], ["a]b"], ["x", "x"], ["1abc"], [""]])

@@ -1,0 +1,216 @@
+"""The agent desk in a real browser: the softphone answers a real call, the pop shows what the
+IVR learnt, and the case typed in the page lands in PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+from playwright.async_api import Page, expect
+
+from cityline.service import CityLine
+from cityline.simulated.sipp import call_with_keys
+from tests.support.browser import DESKTOP, chromium, console_lines, new_page, screenshot
+from tests.support.checks import eventually, only_call
+from tests.support.desk import admin_headers, base_url
+
+pytestmark = pytest.mark.integration
+
+POLISH_ROADS = [(1.0, "1"), (1.5, "1")]  # Polski, then roads and street lighting
+PASSWORD = "correct horse battery"
+
+
+async def create_account(
+    city: CityLine, http: aiohttp.ClientSession, name: str, role: str = "agent"
+) -> dict:
+    body: dict = {"name": name, "password": PASSWORD, "role": role}
+    if role == "agent":
+        body["skills"] = {"lang:pl": 5, "lang:en": 3, "group:roads": 4, "group:waste": 3}
+    async with http.post(
+        f"{base_url(city)}/api/agents", json=body, headers=admin_headers(city)
+    ) as response:
+        assert response.status == 201, await response.text()
+        return dict(await response.json())
+
+
+async def log_in(page: Page, city: CityLine, name: str, password: str = PASSWORD) -> None:
+    await page.goto(f"{base_url(city)}/desk")
+    await page.fill("#login-name", name)
+    await page.fill("#login-password", password)
+    await page.click("#login-submit")
+
+
+def acd_state(city: CityLine, agent: str) -> dict:
+    assert city.acd is not None
+    return city.acd.agent_view(agent)
+
+
+async def test_browser_softphone_answers_a_real_call_and_saves_the_case(
+    city: CityLine, http: aiohttp.ClientSession
+) -> None:
+    await create_account(city, http, "ewa")
+    async with chromium() as browser:
+        _, page = await new_page(browser, viewport=DESKTOP)
+        try:
+            await log_in(page, city, "ewa")
+            # The browser phone registers over Asterisk's WebSocket transport.
+            await expect(page.locator("#phone-badge")).to_have_attribute(
+                "data-phone", "on", timeout=15_000
+            )
+            await eventually(lambda: _true(acd_state(city, "ewa")["reachable"]))
+            await page.click("#ready")
+            await eventually(lambda: _true(acd_state(city, "ewa")["state"] == "ready"))
+
+            caller = asyncio.create_task(
+                call_with_keys(
+                    city.settings.sip_port, POLISH_ROADS, caller="48601777888", hold_seconds=40
+                )
+            )
+            await expect(page.locator("#call-status")).to_have_attribute(
+                "data-ringing", "true", timeout=30_000
+            )
+            await expect(page.locator("#pop-caller")).to_have_text("48601777888")
+            await expect(page.locator("#pop-service")).to_contain_text("drogi")
+            await screenshot(page, "desk-ringing")
+            await page.keyboard.press("Alt+a")  # the answer shortcut
+            await expect(page.locator("#call-status")).to_contain_text("Rozmowa", timeout=10_000)
+            await eventually(lambda: _true(acd_state(city, "ewa")["state"] == "on_call"))
+            # Media really flows both ways (ICE and DTLS-SRTP on loopback), not just signalling.
+            await eventually(lambda: _media_flowing(page), timeout=10)
+
+            # The agent fills in the case while talking, and saves with Ctrl+S.
+            await page.select_option("#case-service", "street_light_out")
+            await page.fill("#case-description", "Nie świeci latarnia przed domem")
+            await page.fill("#case-address", "ul. Marszałkowska 5")
+            await page.keyboard.press("Control+s")
+            saved = page.locator("#case-saved")
+            await expect(saved).to_contain_text("Zapisano", timeout=10_000)
+            case_id = int(await saved.get_attribute("data-case-id") or 0)
+            await screenshot(page, "desk-on-call")
+
+            await page.click("#hangup")
+            await expect(page.locator("#call-status")).to_have_text(
+                "Rozmowa zakończona", timeout=10_000
+            )
+            result = await caller
+            assert result.ok, result.errors or result.stderr
+            assert result.hung_up_by == "pbx"
+
+            call = await only_call(city)
+            assert call["outcome"] == "answered" and call["agent"] == "ewa"
+            assert call["service_group"] == "roads"
+            assert city.pool is not None
+            case = await city.pool.fetchrow("SELECT * FROM cases WHERE id = $1", case_id)
+            assert case is not None
+            assert case["call_id"] == call["id"]
+            assert case["service_code"] == "street_light_out"
+            assert case["department"] == "roads"
+            assert case["address"] == "ul. Marszałkowska 5"
+            assert case["caller_number"] == "48601777888"
+        except Exception:
+            print("\n".join(console_lines()))
+            raise
+
+
+async def test_typed_text_survives_a_reload(city: CityLine, http: aiohttp.ClientSession) -> None:
+    await create_account(city, http, "olek")
+    async with chromium() as browser:
+        _, page = await new_page(browser)
+        await log_in(page, city, "olek")
+        await expect(page.locator("#desk")).to_be_visible()
+        await page.fill("#case-description", "Wywrócony kosz na rogu")
+        await page.reload()
+        await expect(page.locator("#desk")).to_be_visible()  # still logged in
+        await expect(page.locator("#case-description")).to_have_value("Wywrócony kosz na rogu")
+
+
+async def test_connection_loss_shows_a_banner_and_recovers(
+    city: CityLine, http: aiohttp.ClientSession
+) -> None:
+    await create_account(city, http, "ula")
+    async with chromium() as browser:
+        _, page = await new_page(browser)
+        await log_in(page, city, "ula")
+        await expect(page.locator("#desk")).to_be_visible()
+        await eventually(lambda: _true(city.desktops is not None and "ula" in city.desktops._connections))
+        assert city.desktops is not None
+        city.desktops.close_all()  # the server drops every desktop socket
+        await expect(page.locator("#banner")).to_have_attribute(
+            "data-problem", "banner.offline", timeout=5_000
+        )
+        await expect(page.locator("#banner")).to_be_hidden(timeout=10_000)
+
+
+async def test_an_agent_cannot_read_another_agents_pop_or_open_the_wallboard(
+    city: CityLine, http: aiohttp.ClientSession
+) -> None:
+    await create_account(city, http, "adam")
+    url = base_url(city)
+    async with http.post(f"{url}/api/login", json={"name": "adam", "password": PASSWORD}) as r:
+        token = (await r.json())["token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    async with http.get(f"{url}/api/wallboard", headers=headers) as r:
+        assert r.status == 403
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await http.ws_connect(f"{url.replace('http', 'ws')}/ws/wallboard?token={token}")
+    assert refused.value.status == 403
+    # Each desk socket carries only its own agent's pops: the token decides whose it is.
+    async with http.ws_connect(f"{url.replace('http', 'ws')}/ws/agent?token={token}") as ws:
+        hello = await ws.receive_json(timeout=5)
+        assert hello["agent"]["name"] == "adam"
+
+
+async def test_bad_logins_are_rate_limited(city: CityLine, http: aiohttp.ClientSession) -> None:
+    await create_account(city, http, "marta")
+    url = base_url(city)
+    statuses = []
+    for _ in range(6):
+        async with http.post(f"{url}/api/login", json={"name": "marta", "password": "wrong-pass"}) as r:
+            statuses.append(r.status)
+            retry_after = r.headers.get("Retry-After")
+    assert statuses[:5] == [401] * 5
+    assert statuses[5] == 429 and retry_after and int(retry_after) > 0
+    # Even the right password waits now: a guesser cannot tell when it found it.
+    async with http.post(f"{url}/api/login", json={"name": "marta", "password": PASSWORD}) as r:
+        assert r.status == 429
+    # Another account from the same address is not locked out by marta's guesser.
+    await create_account(city, http, "jan")
+    async with http.post(f"{url}/api/login", json={"name": "jan", "password": PASSWORD}) as r:
+        assert r.status == 200
+    # The page says so plainly.
+    async with chromium() as browser:
+        _, page = await new_page(browser)
+        await log_in(page, city, "marta")
+        await expect(page.locator("#login-error")).to_contain_text("Zbyt wiele")
+
+
+async def test_a_supervisor_is_sent_to_the_wallboard(
+    city: CityLine, http: aiohttp.ClientSession
+) -> None:
+    await create_account(city, http, "szefowa", role="supervisor")
+    async with chromium() as browser:
+        _, page = await new_page(browser)
+        await log_in(page, city, "szefowa")
+        await expect(page.locator("#login-error")).to_contain_text("/wallboard")
+        await expect(page.locator("#desk")).to_be_hidden()
+
+
+async def _media_flowing(page: Page) -> bool | None:
+    packets = await page.evaluate(
+        """async () => {
+            const pc = window.cityDesk.state.call && window.cityDesk.state.call.connection;
+            if (!pc) return [0, 0];
+            let received = 0, sent = 0;
+            (await pc.getStats()).forEach((s) => {
+                if (s.type === "inbound-rtp" && s.kind === "audio") received = s.packetsReceived;
+                if (s.type === "outbound-rtp" && s.kind === "audio") sent = s.packetsSent;
+            });
+            return [received, sent];
+        }"""
+    )
+    return True if packets[0] > 10 and packets[1] > 10 else None
+
+
+async def _true(value: bool) -> bool | None:
+    return True if value else None
