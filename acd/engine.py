@@ -256,6 +256,9 @@ class Engine:
     def agent_state(self, agent_id: str) -> AgentState:
         return self._agent(agent_id).state
 
+    def agent_ids(self) -> list[str]:
+        return list(self._agents)
+
     def agent_info(self, agent_id: str) -> dict[str, Any]:
         a = self._agent(agent_id)
         return {

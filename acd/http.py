@@ -1,17 +1,25 @@
-"""Supervisor routes of the ACD: the wallboard (HTTP and WebSocket) and why a call waits."""
+"""Supervisor routes of the ACD: the wallboard (HTTP and WebSocket), why a call waits, and
+actions on agents (force ready or a pause, listen to or whisper into a call)."""
 
 from __future__ import annotations
+
+import re
 
 from aiohttp import web
 
 from acd.engine import AcdError
 from acd.service import AcdService
+from acd.supervision import Supervision, SupervisionError, listen_mode, state_request
 from acd.wallboard import WallboardHub, wallboard_state
-from cases.http import json_error, principal, to_json
+from cases.http import json_error, principal, read_object, to_json
 
 ACD_SERVICE: web.AppKey[AcdService] = web.AppKey("acd_service")
 WALLBOARD: web.AppKey[WallboardHub] = web.AppKey("wallboard")
+SUPERVISION: web.AppKey[Supervision] = web.AppKey("supervision")
 SUPERVISORS = ("supervisor", "admin")
+# Agent names as accounts allow them; anything else cannot name an agent.
+AGENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,31}$")
+STATUS_OF = {"unknown_agent": 404, "bad_request": 400, "conflict": 409, "pbx_down": 503}
 
 routes = web.RouteTableDef()
 
@@ -27,7 +35,7 @@ async def wallboard_socket(request: web.Request) -> web.WebSocketResponse:
     await principal(request, *SUPERVISORS)
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4096)
     await ws.prepare(request)
-    await request.app[WALLBOARD].serve(ws)
+    await request.app[WALLBOARD].serve(ws, request.transport)
     return ws
 
 
@@ -39,3 +47,52 @@ async def why_waiting(request: web.Request) -> web.Response:
         return to_json(request.app[ACD_SERVICE].explain(request.match_info["call_id"]))
     except AcdError as exc:
         raise json_error(404, str(exc)) from exc
+
+
+def _agent_name(request: web.Request) -> str:
+    name = request.match_info["name"]
+    if not AGENT_NAME.match(name):
+        raise json_error(404, "no agent by that name")
+    return name
+
+
+def _failed(exc: SupervisionError) -> web.HTTPException:
+    return json_error(STATUS_OF.get(exc.kind, 400), str(exc))
+
+
+@routes.post("/api/agents/{name}/state")
+async def force_state(request: web.Request) -> web.Response:
+    """A supervisor sets an agent ready or paused: {"state": "ready"|"paused", "reason"}."""
+    who = await principal(request, *SUPERVISORS)
+    name = _agent_name(request)
+    body = await read_object(request, max_bytes=4096)
+    try:
+        state, reason = state_request(body)
+        view = request.app[SUPERVISION].set_state(who.name, name, state, reason)
+    except SupervisionError as exc:
+        raise _failed(exc) from exc
+    return to_json(view)
+
+
+@routes.post("/api/agents/{name}/listen")
+async def listen(request: web.Request) -> web.Response:
+    """Ring the supervisor's phone into the agent's call: {"mode": "listen"|"whisper"}."""
+    who = await principal(request, *SUPERVISORS)
+    name = _agent_name(request)
+    body = await read_object(request, max_bytes=4096)
+    try:
+        started = await request.app[SUPERVISION].listen(
+            who.name, name, listen_mode(body), by_admin=who.role == "admin"
+        )
+    except SupervisionError as exc:
+        raise _failed(exc) from exc
+    return to_json(
+        {
+            "agent": started.agent,
+            "mode": started.mode,
+            "channel": started.channel,
+            "phone": started.phone,
+            "action_id": started.action_id,
+        },
+        status=202,
+    )

@@ -28,6 +28,7 @@ from acd.devices import DeviceTracker
 from acd.engine import Engine
 from acd.service import AcdService
 from acd.service_level import ServiceLevelWindows
+from acd.supervision import Supervision
 from acd.wallboard import WallboardHub
 from acd.widening import policy_from_name
 from agent_client import http as agent_http
@@ -250,6 +251,7 @@ class CityLine:
         app[open311.SERVICES_POOL] = self.pool
         app[acd_http.ACD_SERVICE] = self.acd
         app[acd_http.WALLBOARD] = self.wallboard
+        app[acd_http.SUPERVISION] = Supervision(self.acd, self.ami, self.directory.endpoint_of)
         app[case_http.AUTHENTICATE] = agent_http.authenticate
         app[case_http.CALLS] = self.calls
         app[case_http.CASES] = cases
