@@ -386,6 +386,10 @@ class CityLine:
         name = event.get("Event", "")
         if name == "DialEnd" and event.get("DialStatus") == "ANSWER" and self.handler:
             self.handler.on_agent_answered(event.get("Uniqueid", ""))
+        elif name == "BlindTransfer" and event.get("Result") == "Success" and self.handler:
+            self.handler.on_transferred(
+                event.get("TransfereeUniqueid", ""), event.get("Extension", "")
+            )
         elif name == "DTMFEnd" and event.get("Direction") == "Received" and self.handler:
             self.handler.on_key(event.get("Uniqueid", ""), event.get("Digit", ""))
         elif name == "UserEvent" and event.get("UserEvent") == "CityLineFallback":

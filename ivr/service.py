@@ -85,6 +85,7 @@ class LiveCall:
     # an AGI command consumed (menus, announcements); the session skips those by count.
     keys: asyncio.Queue[tuple[int, str]] = field(default_factory=asyncio.Queue)
     keys_seen: int = 0
+    transferred_to: str | None = None  # where the agent sent the caller (blind transfer)
 
 
 class CallHandler:
@@ -148,6 +149,13 @@ class CallHandler:
         if live is not None:
             live.keys_seen += 1
             live.keys.put_nowait((live.keys_seen, digit))
+
+    def on_transferred(self, asterisk_uniqueid: str, target: str) -> None:
+        """From AMI (BlindTransfer): the agent passed the caller to a colleague or department."""
+        live = self.live.get(asterisk_uniqueid)
+        if live is not None:
+            live.transferred_to = target
+            log.info("call_transferred", call_id=live.call_id, to=target)
 
     def on_agent_answered(self, asterisk_uniqueid: str) -> None:
         """From AMI (DialEnd ANSWER): the agent picked up while Dial still holds the session."""
@@ -551,6 +559,10 @@ class CallSession:
             fields["agent"] = self.agent_id
         try:
             await h._calls.update_call(self.db_id, **fields)
+            if self.live.transferred_to:
+                await h._calls.add_event(
+                    self.db_id, "transferred", {"to": self.live.transferred_to, "by": self.agent_id}
+                )
             await h._calls.add_event(self.db_id, "ended", {"outcome": self.outcome})
         except Exception:
             log.exception("call_record_write_failed", **{k: str(v) for k, v in fields.items()})

@@ -575,9 +575,14 @@
     const target = $("transfer-target").value;
     if (!desk.call || !target) return;
     const label = $("transfer-target").selectedOptions[0].textContent;
-    desk.call.refer("sip:" + target + "@" + desk.sip.server, {
+    const call = desk.call;
+    call.refer("sip:" + target + "@" + desk.sip.server, {
       eventHandlers: {
-        accepted: () => showPhone(C.t("phone.transferred", { target: label })),
+        // The caller is with the target now: this leg is ours to end (a blind transfer).
+        accepted: () => {
+          if (!call.isEnded()) call.terminate();
+          showPhone(C.t("phone.transferred", { target: label }));
+        },
         failed: () => showPhone(C.t("phone.transfer_failed")),
       },
     });

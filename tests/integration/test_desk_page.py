@@ -11,9 +11,10 @@ from playwright.async_api import Page, expect
 
 from cityline.service import CityLine
 from cityline.simulated.sipp import call_with_keys
+from tests.conftest import CityFactory
 from tests.support.browser import DESKTOP, chromium, console_lines, new_page, screenshot
 from tests.support.checks import eventually, only_call
-from tests.support.desk import admin_headers, base_url
+from tests.support.desk import AgentAtDesk, admin_headers, base_url
 
 pytestmark = pytest.mark.integration
 
@@ -47,9 +48,19 @@ def acd_state(city: CityLine, agent: str) -> dict:
 
 
 async def test_browser_softphone_answers_a_real_call_and_saves_the_case(
-    city: CityLine, http: aiohttp.ClientSession
+    make_city: CityFactory, http: aiohttp.ClientSession
 ) -> None:
+    city = await make_city(wrap_up_seconds=60)
     await create_account(city, http, "ewa")
+    # A known fault on the same street, reported earlier by someone else.
+    async with http.post(
+        f"{base_url(city)}/api/cases",
+        json={"service_code": "street_light_out", "description": "Lampa nie świeci",
+              "address": "Marszałkowska 1", "caller_number": "48500000001"},
+        headers=admin_headers(city),
+    ) as response:
+        known = await response.json()
+        assert response.status == 201, known
     async with chromium() as browser:
         _, page = await new_page(browser, viewport=DESKTOP)
         try:
@@ -79,10 +90,17 @@ async def test_browser_softphone_answers_a_real_call_and_saves_the_case(
             # Media really flows both ways (ICE and DTLS-SRTP on loopback), not just signalling.
             await eventually(lambda: _media_flowing(page), timeout=10)
 
-            # The agent fills in the case while talking, and saves with Ctrl+S.
+            # The agent fills in the case while talking; the open case nearby shows up.
             await page.select_option("#case-service", "street_light_out")
             await page.fill("#case-description", "Nie świeci latarnia przed domem")
-            await page.fill("#case-address", "ul. Marszałkowska 5")
+            await page.fill("#case-address", "ul. Marszałkowskiej 5")
+            known_id = known["id"]
+            duplicate = page.locator(f'#pop-duplicates li[data-case="{known_id}"]')
+            await expect(duplicate).to_be_visible(timeout=5_000)
+            await duplicate.locator("button").click()  # same problem: link the call to it
+            await expect(page.locator("#case-saved")).to_contain_text(f"nr {known_id}")
+            # ... and, as it turns out to be a second lamp, a case of its own (Ctrl+S).
+            await page.fill("#case-description", "Nie świeci latarnia przed domem")
             await page.keyboard.press("Control+s")
             saved = page.locator("#case-saved")
             await expect(saved).to_contain_text("Zapisano", timeout=10_000)
@@ -93,6 +111,11 @@ async def test_browser_softphone_answers_a_real_call_and_saves_the_case(
             await expect(page.locator("#call-status")).to_have_text(
                 "Rozmowa zakończona", timeout=10_000
             )
+            # Wrap-up, with its timer; the agent ends it early.
+            await expect(page.locator("#state-badge")).to_have_attribute("data-state", "wrap_up")
+            await expect(page.locator("#state-timer")).to_contain_text("zostało")
+            await page.click("#ready")
+            await eventually(lambda: _true(acd_state(city, "ewa")["state"] == "ready"))
             result = await caller
             assert result.ok, result.errors or result.stderr
             assert result.hung_up_by == "pbx"
@@ -106,11 +129,54 @@ async def test_browser_softphone_answers_a_real_call_and_saves_the_case(
             assert case["call_id"] == call["id"]
             assert case["service_code"] == "street_light_out"
             assert case["department"] == "roads"
-            assert case["address"] == "ul. Marszałkowska 5"
+            assert case["address"] == "ul. Marszałkowskiej 5"
             assert case["caller_number"] == "48601777888"
+            linked = await city.pool.fetchval(
+                "SELECT call_id FROM case_calls WHERE case_id = $1", known["id"]
+            )
+            assert linked == call["id"]
         except Exception:
             print("\n".join(console_lines()))
             raise
+
+
+async def test_the_browser_agent_transfers_the_caller_to_a_colleague(
+    city: CityLine, http: aiohttp.ClientSession
+) -> None:
+    await create_account(city, http, "iga")
+    # A colleague with a desk SIP phone, logged in but paused: only the transfer reaches him.
+    bob = await AgentAtDesk(
+        city, http, "bob", {"lang:pl": 5, "group:roads": 3}, answer_after=0.5, talk_seconds=2.0
+    ).arrive(ready=False)
+    try:
+        async with chromium() as browser:
+            _, page = await new_page(browser)
+            await log_in(page, city, "iga")
+            await expect(page.locator("#phone-badge")).to_have_attribute(
+                "data-phone", "on", timeout=15_000
+            )
+            await page.click("#ready")
+            caller = asyncio.create_task(
+                call_with_keys(city.settings.sip_port, POLISH_ROADS, hold_seconds=40)
+            )
+            await expect(page.locator("#answer")).to_be_enabled(timeout=30_000)
+            await page.click("#answer")
+            await expect(page.locator("#transfer")).to_be_enabled(timeout=10_000)
+            await page.select_option("#transfer-target", "agent-bob")
+            await page.click("#transfer")
+            assert bob.phone is not None
+            await bob.phone.wait_answered(1, within=15)
+            await expect(page.locator("#call-status")).not_to_contain_text("Rozmowa:")
+            result = await caller
+            assert result.ok, result.errors or result.stderr
+            assert result.hung_up_by == "pbx"  # bob finished the call
+            call = await only_call(city)
+            assert call["outcome"] == "answered" and call["agent"] == "iga"
+            assert city.calls is not None
+            events = {e["kind"]: e["detail"] for e in await city.calls.call_events(call["id"])}
+            assert events["transferred"] == {"to": "agent-bob", "by": "iga"}
+    finally:
+        await bob.leave()
 
 
 async def test_typed_text_survives_a_reload(city: CityLine, http: aiohttp.ClientSession) -> None:
