@@ -97,6 +97,10 @@
       "lang.en": "angielski",
       "status.open": "otwarte",
       "status.closed": "zamknięte",
+      "group.roads": "Drogi i oświetlenie ulic",
+      "group.waste": "Odpady i czystość",
+      "group.noise": "Hałas i porządek publiczny",
+      "group.other": "Inne sprawy i pytania",
     },
     en: {
       "desk.title": "Agent desk",
@@ -188,6 +192,10 @@
       "lang.en": "English",
       "status.open": "open",
       "status.closed": "closed",
+      "group.roads": "Roads and street lighting",
+      "group.waste": "Waste and cleanliness",
+      "group.noise": "Noise and public order",
+      "group.other": "Other questions",
     },
   });
 
@@ -355,6 +363,10 @@
     } else if (message.type === "pop") {
       marks.push({ kind: "pop", call_id: message.call_id, at: performance.now(), wall: Date.now() });
       showPop(message, true);
+      // After the next paint: when the agent can actually see it.
+      requestAnimationFrame(() =>
+        setTimeout(() => marks.push({ kind: "pop_visible", call_id: message.call_id, at: performance.now() }), 0),
+      );
     } else if (message.type === "call") {
       onCallUpdate(message);
     } else if (message.type === "error") {
@@ -438,12 +450,12 @@
     });
     ua.on("registered", () => {
       $("phone-badge").dataset.phone = "on";
-      $("phone-badge").textContent = C.t("phone.on");
+      showPhoneBadge();
       setProblem("phone", null);
     });
     const phoneOff = () => {
       $("phone-badge").dataset.phone = "off";
-      $("phone-badge").textContent = C.t("phone.off");
+      showPhoneBadge();
       setProblem("phone", "banner.phone_off");
     };
     ua.on("unregistered", phoneOff);
@@ -483,6 +495,11 @@
     phoneOff();
     ua.start();
     desk.ua = ua;
+  }
+
+  function showPhoneBadge() {
+    const badge = $("phone-badge");
+    badge.textContent = C.t(badge.dataset.phone === "on" ? "phone.on" : "phone.off");
   }
 
   function attachAudio(peerconnection) {
@@ -604,6 +621,19 @@
     if (fresh && previous && previous.call_id !== pop.call_id) saveDraft();
     desk.pop = pop;
     localStorage.setItem(POP_KEY, JSON.stringify(pop));
+    renderPop();
+    $("case-saved").replaceChildren();
+    // A fresh call starts from what the IVR heard, unless the agent already typed for it.
+    const draft = loadDraft();
+    if (draft) fillForm(draft);
+    else fillForm(Object.assign({}, pop.case_draft || {}));
+    showPhone();
+  }
+
+  // The pop's facts in the page's language; the form and what was typed are left alone.
+  function renderPop() {
+    const pop = desk.pop;
+    if (!pop) return;
     $("pop-empty").hidden = true;
     $("pop-body").hidden = false;
     $("pop-caller").textContent = pop.caller_number || C.t("pop.unknown_caller");
@@ -615,12 +645,6 @@
     transcript.textContent = pop.transcript ? "„" + pop.transcript + "”" : "";
     renderCases($("pop-earlier"), pop.earlier_cases || [], false);
     renderCases($("pop-duplicates"), pop.possible_duplicates || [], true);
-    $("case-saved").replaceChildren();
-    // A fresh call starts from what the IVR heard, unless the agent already typed for it.
-    const draft = loadDraft();
-    if (draft) fillForm(draft);
-    else fillForm(Object.assign({}, pop.case_draft || {}, { fresh: true }));
-    showPhone();
   }
 
   function renderCases(list, cases, offerLink) {
@@ -676,16 +700,25 @@
       return;
     }
     const select = $("case-service");
-    const chosen = select.value || (loadDraft() || {}).service_code || "";
+    const typed = readForm(); // a language switch must not lose what is in the form
+    const draft = loadDraft() || {};
+    const chosen = select.value || draft.service_code || "";
     select.replaceChildren(C.element("option", { value: "", text: C.t("case.choose") }));
     const groups = new Map();
-    for (const service of desk.services) {
-      if (!groups.has(service.group)) groups.set(service.group, C.element("optgroup", { label: service.group }));
+    // The group the IVR found comes first: its services are the likely ones.
+    const heard = desk.pop && desk.pop.service_group;
+    const ordered = desk.services.slice().sort((a, b) => (b.group === heard) - (a.group === heard));
+    for (const service of ordered) {
+      if (!groups.has(service.group)) {
+        const label = C.t("group." + service.group);
+        groups.set(service.group, C.element("optgroup", { label: label.startsWith("group.") ? service.group : label }));
+      }
       groups.get(service.group).append(C.element("option", { value: service.service_code, text: service.service_name }));
     }
     groups.forEach((group) => select.append(group));
     select.value = chosen;
-    await showServiceFields(select.value, (loadDraft() || {}).attributes || {});
+    const attributes = Object.keys(typed.attributes).length ? typed.attributes : draft.attributes;
+    await showServiceFields(select.value, attributes || {});
   }
 
   function serviceName(code) {
@@ -906,12 +939,15 @@
     C.onLanguage(() => {
       if (desk.acd) showState(desk.acd);
       showPhone();
+      showPhoneBadge();
       if (desk.token) {
         loadServices();
         loadTransferTargets();
       }
-      if (desk.pop) showPop(desk.pop, false);
-      setProblem("refresh", null);
+      renderPop();
+      refreshDuplicates();
+      if (desk.lastSavedCase && $("case-saved").dataset.caseId) showSaved(desk.lastSavedCase);
+      for (const [source, problem] of problems) setProblem(source, problem.key, problem.kind);
     });
     $("login-form").addEventListener("submit", submitLogin);
     $("logout").addEventListener("click", logout);

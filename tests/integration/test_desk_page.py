@@ -12,7 +12,7 @@ from playwright.async_api import Page, expect
 from cityline.service import CityLine
 from cityline.simulated.sipp import call_with_keys
 from tests.conftest import CityFactory
-from tests.support.browser import DESKTOP, chromium, console_lines, new_page, screenshot
+from tests.support.browser import DESKTOP, TV, chromium, console_lines, new_page, screenshot
 from tests.support.checks import eventually, only_call
 from tests.support.desk import AgentAtDesk, admin_headers, base_url
 
@@ -106,6 +106,12 @@ async def test_browser_softphone_answers_a_real_call_and_saves_the_case(
             await expect(saved).to_contain_text("Zapisano", timeout=10_000)
             case_id = int(await saved.get_attribute("data-case-id") or 0)
             await screenshot(page, "desk-on-call")
+            await page.set_viewport_size(TV)
+            await screenshot(page, "desk-on-call-tv")
+            await page.click("#language")  # the same desk in English
+            await expect(page.locator("#call-status")).to_contain_text("Talking")
+            await screenshot(page, "desk-on-call-tv-en")
+            await page.click("#language")
 
             await page.click("#hangup")
             await expect(page.locator("#call-status")).to_have_text(
