@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import math
+import socket
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
@@ -325,12 +326,14 @@ class WallboardHub:
         outbox_size: int = 8,
         history_interval: float = 30.0,
         close_timeout: float = 2.0,
+        send_buffer: int = 32 * 1024,
     ) -> None:
         self._acd = acd
         self._min_interval = min_interval
         self._max_interval = max_interval
         self._outbox_size = outbox_size
         self._close_timeout = close_timeout
+        self._send_buffer = send_buffer
         self._viewers: set[_Viewer] = set()
         self._closing: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()
@@ -423,6 +426,11 @@ class WallboardHub:
     ) -> None:
         """Feed one viewer until it leaves or falls behind."""
         viewer = _Viewer(ws, self._outbox_size, transport)
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is not None:
+            # The kernel would grow the buffer to megabytes, and a viewer that stopped reading
+            # would fill its outbox (and be cut off) only minutes later.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._send_buffer)
         viewer.outbox.put_nowait(self.welcome_text())
         self._viewers.add(viewer)
         viewer.writer = asyncio.create_task(self._write(viewer))

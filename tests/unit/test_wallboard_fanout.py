@@ -21,6 +21,9 @@ class FakeTransport:
     def abort(self) -> None:
         self.aborted = True
 
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
 
 class FakeSocket:
     """A viewer's WebSocket: never sends anything; a stuck one never drains."""
