@@ -63,6 +63,8 @@ MAX_CALLS_LIMIT = 100
 # A patient resident stays until the agent ends the call; past this sipp hangs up anyway.
 PATIENT_HOLD_SECONDS = 900.0
 PROGRESS_EVERY_SECONDS = 30.0
+# The first resident calls this soon; at 120 calls/h the first gap would average 30 s.
+FIRST_CALL_AFTER_SECONDS = 3.0
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=15)
 
 
@@ -284,6 +286,7 @@ class Demo:
                 languages={c: LANGUAGE_MIX.get(c, 0.05) for c in languages},
                 groups={c: GROUP_MIX.get(c, 0.1) for c in groups},
             ),
+            first_at=FIRST_CALL_AFTER_SECONDS,
         )
         self._tasks = [
             asyncio.create_task(self._residents(calls), name="demo-residents"),
@@ -482,8 +485,9 @@ class Demo:
         ]
         for agent in self.agents:
             t = agent.tally
+            answered = len(agent.phone.answered) if agent.phone else 0
             lines.append(
-                f"  {agent.name}: {t.answered} answered, {t.cases_saved} cases saved, "
+                f"  {agent.name}: {answered} answered, {t.cases_saved} cases saved, "
                 f"{t.pauses} pauses, {t.missed} missed"
             )
         return "\n".join(lines)

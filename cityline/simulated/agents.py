@@ -36,7 +36,7 @@ class SimulatedAgentError(RuntimeError):
 
 @dataclass
 class AgentTally:
-    answered: int = 0
+    finished: int = 0  # answered calls that are over
     missed: int = 0
     cases_saved: int = 0
     case_failures: int = 0
@@ -182,7 +182,7 @@ class SimulatedAgent:
             record = await self._ended.get()
             if record.answered_at is None:
                 continue  # rang but never answered: nothing to write up
-            self.tally.answered += 1
+            self.tally.finished += 1
             try:
                 await self._save_case(record)
                 pause = self.habits.draw_pause(self.rng)

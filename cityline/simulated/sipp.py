@@ -43,6 +43,8 @@ TELEPHONE_EVENT_PT = 101  # must match the a=rtpmap in the scenario's SDP
 MIN_KEY_GAP = 0.3
 # Leave time for the last key's packets to leave before any BYE we send.
 TAIL_AFTER_LAST_KEY = 0.3
+# A cancelled call's BYE is resent after this long without an answer (three tries).
+BYE_RESEND_SECONDS = 0.5
 
 # "[timestamp]" renders as "<date>\t<time>\t<epoch seconds>".
 _LOG_LINE = re.compile(
@@ -218,6 +220,75 @@ def render_scenario(
     )
 
 
+def bye_for_trace(messages_log: str, local_port: int) -> bytes | None:
+    """A BYE ending the call in sipp's message trace (`-trace_msg`), or None when there is
+    nothing to end: never answered, or a BYE already went one way or the other."""
+    answer = None
+    # Each entry: a line of dashes and a time, "UDP message sent/received ...", a blank
+    # line, then the SIP message.
+    for entry in re.split(r"^-{20,}.*$", messages_log, flags=re.MULTILINE):
+        _, _, message = entry.strip().partition("\n\n")
+        message = message.strip()
+        if message.startswith("BYE "):
+            return None
+        if message.startswith("SIP/2.0 200") and re.search(r"^CSeq: *\d+ INVITE", message, re.M):
+            answer = message
+    if answer is None:
+        return None
+    headers: dict[str, str] = {}
+    for line in answer.splitlines()[1:]:
+        name, sep, value = line.partition(":")
+        if not sep:
+            break  # the blank line before the body
+        headers.setdefault(name.strip().lower(), value.strip())
+    contact = re.search(r"<([^>]+)>", headers.get("contact", ""))
+    if contact is None or not {"from", "to", "call-id"} <= headers.keys():
+        return None
+    branch = f"z9hG4bK-cityline-{random.randrange(1 << 30)}"
+    lines = [
+        f"BYE {contact.group(1)} SIP/2.0",
+        f"Via: SIP/2.0/UDP {LOOPBACK}:{local_port};branch={branch}",
+        f"From: {headers['from']}",
+        f"To: {headers['to']}",
+        f"Call-ID: {headers['call-id']}",
+        "CSeq: 99 BYE",  # above any CSeq the scenario uses
+        "Max-Forwards: 70",
+        "Content-Length: 0",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def _abort_call(
+    proc: asyncio.subprocess.Process, messages: Path, local_port: int, remote: tuple[str, int]
+) -> None:
+    """Kill sipp, then hang up its call ourselves so the PBX frees the line at once.
+
+    sipp's own abort (a second SIGUSR1) never fires with `-m 1`: reaching the call count
+    resets its quit flag on every loop. So the BYE is built from sipp's message trace.
+    """
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(proc.wait()), 5)
+    bye = bye_for_trace(_read(messages), local_port)
+    if bye is None:
+        return
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        with contextlib.suppress(OSError):
+            sock.bind((LOOPBACK, local_port))  # the dialog's own port, free now sipp is gone
+        sock.setblocking(False)
+        for _ in range(3):  # UDP: resend until the PBX answers, briefly
+            with contextlib.suppress(OSError):
+                sock.sendto(bye, remote)
+            try:
+                reply = await asyncio.wait_for(loop.sock_recv(sock, 4096), BYE_RESEND_SECONDS)
+            except (TimeoutError, OSError):
+                continue
+            if reply.startswith(b"SIP/2.0 2") or reply.startswith(b"SIP/2.0 481"):
+                return
+
+
 def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8", errors="replace")
@@ -305,10 +376,7 @@ async def call_with_keys(
             out, err = await asyncio.wait_for(proc.communicate(), timeout)
         except asyncio.CancelledError:
             # Whoever cancels us (Ctrl-C, the end of a run) must not leave sipp running.
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, 9)
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(proc.wait()), 5)
+            await _abort_call(proc, messages, sip_local, (LOOPBACK, sip_port))
             raise
         except TimeoutError:
             timed_out = True

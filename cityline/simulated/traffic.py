@@ -88,11 +88,20 @@ class ResidentCall:
         return None if self.patience is None else self.ivr_seconds + self.patience
 
 
-def arrival_times(rate_per_hour: float, seconds: float, rng: random.Random) -> Iterator[float]:
-    """A Poisson process: exponential gaps with mean 3600/rate, up to `seconds` into the run."""
+def arrival_times(
+    rate_per_hour: float, seconds: float, rng: random.Random, *, first_at: float | None = None
+) -> Iterator[float]:
+    """A Poisson process: exponential gaps with mean 3600/rate, up to `seconds` into the run.
+
+    `first_at` pins the first arrival (a demo should not open with minutes of silence); the
+    process is memoryless, so the arrivals after it are still Poisson.
+    """
     if rate_per_hour <= 0:
         raise ValueError("the rate must be above 0 calls an hour")
     at = 0.0
+    if first_at is not None and first_at < seconds:
+        at = first_at
+        yield at
     while True:
         at += rng.expovariate(rate_per_hour / 3600.0)
         if at >= seconds:
@@ -113,13 +122,14 @@ def resident_calls(
     language_keys: Mapping[str, str],
     group_keys: Mapping[str, str],
     mix: CallMix | None = None,
+    first_at: float | None = None,
 ) -> Iterator[ResidentCall]:
     """The run's calls in time order. `*_keys` map a language or group code to its IVR key."""
     mix = mix or CallMix()
     for code in (*mix.languages, *mix.groups):
         if code not in language_keys and code not in group_keys:
             raise ValueError(f"the IVR has no key for {code!r}")
-    for at in arrival_times(rate_per_hour, seconds, rng):
+    for at in arrival_times(rate_per_hour, seconds, rng, first_at=first_at):
         language = _pick(rng, mix.languages)
         group = _pick(rng, mix.groups)
         keys = (

@@ -22,6 +22,8 @@ from cityline.demo import (
 )
 from cityline.simulated.traffic import AgentHabits
 from tests.conftest import CityFactory
+from tests.support.checks import eventually as until
+from tests.support.checks import no_call_left
 from tests.support.desk import admin_headers, base_url
 from tests.support.polling import eventually
 
@@ -95,7 +97,7 @@ async def test_a_short_demo_run_answers_calls_saves_cases_and_cleans_up(
     assert r.placed >= 3, vars(r)
     assert r.failed == 0, vars(r)
     assert r.on_the_line == 0
-    answered = sum(a.tally.answered for a in demo.agents)
+    answered = sum(len(a.phone.answered) for a in demo.agents if a.phone)
     saved = sum(a.tally.cases_saved for a in demo.agents)
     assert answered >= 2 and saved >= 2, [vars(a.tally) for a in demo.agents]
 
@@ -159,6 +161,10 @@ async def test_stopping_mid_call_kills_the_callers_and_hangs_up_the_phones(
         await demo.stop()
     assert demo.residents.cut_at_stop >= 1
     assert sipp_children() == []
+    # The cut callers hung up (sipp sends BYE on abort): no call is left on the PBX side.
+    await until(lambda: no_call_left(city), timeout=10)
+    assert city.calls is not None
+    assert all(call["ended_at"] is not None for call in await city.calls.recent_calls())
     await asyncio.sleep(0.5)
     assert pyvoip_threads() == []
     assert city.acd is not None

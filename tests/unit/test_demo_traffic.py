@@ -51,6 +51,13 @@ def test_arrivals_are_a_poisson_process_at_the_asked_rate() -> None:
     assert sd == pytest.approx(mean, rel=0.05)
 
 
+def test_the_first_arrival_can_be_pinned_and_the_rest_stay_poisson() -> None:
+    times = list(arrival_times(3600.0, 10 * 3600.0, random.Random(2), first_at=3.0))
+    assert times[0] == 3.0 and times[1] > 3.0
+    assert len(times) == pytest.approx(36000, rel=0.03)
+    assert list(arrival_times(60.0, 2.0, random.Random(2), first_at=3.0)) == []
+
+
 def test_arrivals_need_a_positive_rate() -> None:
     with pytest.raises(ValueError, match="above 0"):
         next(arrival_times(0, 60, random.Random(1)))
