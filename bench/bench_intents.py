@@ -1,7 +1,10 @@
 """Benchmark: the speech intent matcher on held-out utterances, per language.
 
 The held-out sets (tests/data/intents_heldout_{pl,en}.json) were written apart from the
-catalogue's phrases and are never read to build the matcher. An utterance counts as right when:
+catalogue's phrases and are never read to build the matcher. They were looked at while the
+matcher was tuned, so a second pair, tests/data/intents_fresh_{pl,en}.json, written from the
+services' names and descriptions only and never used for tuning, is run with --set fresh (its
+figures go to bench/results/bench_intents_fresh.json). An utterance counts as right when:
   - it names a service: the top candidate is that service (whatever the decision);
   - it is "agent": the special intent is agent;
   - it is null (too vague for any queue): the decision is not confident and no special fires.
@@ -11,7 +14,8 @@ The target is 95% top-1 and no unsafe misses. Also reported: the same figures fo
 catalogue's own phrases, each matched with itself left out (the set the thresholds were set
 on), and match latency.
 
-    .venv/bin/python -m bench.bench_intents [--repeat 20] [--no-loo]
+    .venv/bin/python -m bench.bench_intents [--set heldout|fresh] [--repeat 20] [--no-loo]
+                                            [--show-misses]
 """
 
 from __future__ import annotations
@@ -30,10 +34,11 @@ from ivr.intents import SPECIAL_AGENT, Decision, IntentMatcher, MatchResult
 
 HELDOUT = Path(__file__).resolve().parent.parent / "tests" / "data"
 LANGUAGES = ("pl", "en")
+SETS = ("heldout", "fresh")  # tests/data/intents_<set>_<language>.json
 
 
-def load_heldout(language: str) -> list[dict[str, Any]]:
-    path = HELDOUT / f"intents_heldout_{language}.json"
+def load_heldout(language: str, which: str = "heldout") -> list[dict[str, Any]]:
+    path = HELDOUT / f"intents_{which}_{language}.json"
     rows: list[dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))
     return rows
 
@@ -58,6 +63,7 @@ def evaluate(matcher: IntentMatcher, rows: list[dict[str, Any]]) -> dict[str, An
     right = unsafe = confident_right = 0
     misses: dict[str, int] = {d.value: 0 for d in Decision}
     unsafe_examples: list[dict[str, Any]] = []
+    miss_list: list[dict[str, Any]] = []
     for row in rows:
         result = matcher.match(row["text"])
         ok, bad = judge(result, row["service_code"])
@@ -66,6 +72,17 @@ def evaluate(matcher: IntentMatcher, rows: list[dict[str, Any]]) -> dict[str, An
         confident_right += ok and result.decision is Decision.CONFIDENT
         if not ok:
             misses[result.decision.value] += 1
+            miss_list.append(
+                {
+                    "text": row["text"],
+                    "expected": row["service_code"],
+                    "decision": result.decision.value,
+                    "special": result.special,
+                    "candidates": [
+                        [c.service_code, round(c.score, 3)] for c in result.candidates[:3]
+                    ],
+                }
+            )
         if bad:
             unsafe += 1
             top = result.special or (
@@ -85,6 +102,7 @@ def evaluate(matcher: IntentMatcher, rows: list[dict[str, Any]]) -> dict[str, An
         "misses_safe": sum(misses.values()) - unsafe,
         "misses_wrong_confident": unsafe,
         "wrong_confident_examples": unsafe_examples,
+        "misses": miss_list,
     }
 
 
@@ -135,14 +153,23 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=20, help="timed passes over each set")
     parser.add_argument("--no-loo", action="store_true", help="skip the leave-one-out figures")
+    parser.add_argument(
+        "--set",
+        choices=SETS,
+        default="heldout",
+        help="which utterance set: heldout (default) or fresh (never used for tuning)",
+    )
+    parser.add_argument(
+        "--show-misses", action="store_true", help="print every miss with its top candidates"
+    )
     args = parser.parse_args()
     catalogue = load_services()
-    out: dict[str, Any] = {"services": len(catalogue), "languages": {}}
+    out: dict[str, Any] = {"set": args.set, "services": len(catalogue), "languages": {}}
     for language in LANGUAGES:
         t0 = time.perf_counter()
         matcher = IntentMatcher(catalogue, language)
         build_ms = (time.perf_counter() - t0) * 1000
-        rows = load_heldout(language)
+        rows = load_heldout(language, args.set)
         figures = evaluate(matcher, rows)
         figures["latency"] = latency(
             IntentMatcher(catalogue, language), [r["text"] for r in rows], args.repeat
@@ -154,7 +181,7 @@ def main() -> None:
         out["languages"][language] = figures
         lat = figures["latency"]
         print(
-            f"{language}: top-1 {figures['top1']}/{figures['utterances']} "
+            f"{language} ({args.set}): top-1 {figures['top1']}/{figures['utterances']} "
             f"= {figures['top1_accuracy']:.1%}; confident and right {figures['confident_right']}; "
             f"decisions {figures['decisions']}"
         )
@@ -169,13 +196,21 @@ def main() -> None:
             f"(first sight: median {lat['cold_median_ms']:.3f}, p95 {lat['cold_p95_ms']:.3f}); "
             f"build {figures['build_ms']} ms, {figures['vocabulary']} terms"
         )
+        if args.show_misses:
+            for miss in figures["misses"]:
+                top = miss["special"] or ", ".join(f"{c} {s}" for c, s in miss["candidates"])
+                print(
+                    f"      MISS [{miss['decision']}] want {miss['expected']}; "
+                    f"got {top or '-'}: {miss['text']}"
+                )
         if not args.no_loo:
             loo = figures["catalogue_leave_one_out"]
             print(
                 f"    catalogue phrases, leave-one-out: top-1 {loo['top1_accuracy']:.1%} "
                 f"of {loo['utterances']}, wrong confident {loo['misses_wrong_confident']}"
             )
-    path = write_result("bench_intents", out)
+    name = "bench_intents" if args.set == "heldout" else f"bench_intents_{args.set}"
+    path = write_result(name, out)
     print(f"written {path}")
 
 
