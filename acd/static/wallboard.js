@@ -457,13 +457,24 @@
     $("banner").hidden = true;
   }
 
-  // A local check only (no request): the service pushes at least every second.
+  // A local check only (no request): the service pushes at least every second. A connection
+  // that went quiet without closing (Wi-Fi gone, a proxy holding it) is dropped so the socket
+  // reconnects, instead of showing old figures as live.
+  let kicked = false;
   function watchFreshness() {
     if (!lastState || link !== "online") return;
     const age = Date.now() - lastMessageAt;
-    if (age > STALE_AFTER_MS) {
-      showBanner(C.t("banner.stale", { seconds: Math.round(age / 1000) }));
-      $("board").classList.add("stale");
+    if (age <= STALE_AFTER_MS) {
+      kicked = false;
+      return;
+    }
+    showBanner(C.t("banner.stale", { seconds: Math.round(age / 1000) }));
+    $("board").classList.add("stale");
+    $("link").dataset.state = "offline";
+    setText("link-text", C.t("link.offline"));
+    if (!kicked && socket && socket.ws) {
+      kicked = true;
+      socket.ws.close();
     }
   }
 
@@ -792,6 +803,24 @@
     return { width: Math.max(200, el.clientWidth), height: Math.round(rem() * 13) };
   }
 
+  const TARGET_COLOUR = "#f5b301";
+
+  function drawTarget(u) {
+    const target = lastState ? lastState.target_sl_percent : null;
+    if (target === null) return;
+    const y = u.valToPos(target, "pct", true);
+    const ctx = u.ctx;
+    ctx.save();
+    ctx.strokeStyle = TARGET_COLOUR;
+    ctx.lineWidth = 2 * devicePixelRatio;
+    ctx.setLineDash([10 * devicePixelRatio, 6 * devicePixelRatio]);
+    ctx.beginPath();
+    ctx.moveTo(u.bbox.left, y);
+    ctx.lineTo(u.bbox.left + u.bbox.width, y);
+    ctx.stroke();
+    ctx.restore();
+  }
+
   function buildChart() {
     const el = $("chart");
     if (chart) chart.destroy();
@@ -813,9 +842,19 @@
       {
         ...chartSize(),
         cursor: { drag: { x: false, y: false } },
+        hooks: { draw: [drawTarget] },
         legend: { live: false }, // nobody points at a TV: the legend names the lines
         scales: {
-          x: { time: true },
+          // From the first point (at least the last hour) to now, so the time axis reads right
+          // from the first point on (uPlot would pad a single point by days).
+          x: {
+            time: true,
+            range: () => {
+              const now = lastState ? lastState.at : Date.now() / 1000;
+              const first = history.t.length ? history.t[0] : now;
+              return [Math.min(first, now - 3600), now];
+            },
+          },
           pct: { range: [0, 100] },
           calls: { range: (u, min, max) => [0, Math.max(4, Math.ceil((max || 0) * 1.2))] },
         },
@@ -843,11 +882,13 @@
             value: percentValue,
           },
           {
+            // In the legend only: the line itself is drawn across the whole plot (drawTarget).
             label: C.t("chart.target"),
             scale: "pct",
-            stroke: "#f5b301",
+            stroke: TARGET_COLOUR,
             width: 2,
             dash: [10, 6],
+            paths: () => null,
             points: { show: false },
             value: percentValue,
           },

@@ -434,3 +434,28 @@ async def _token(page: Page) -> str:
         "() => JSON.parse(localStorage.getItem('cityline.wallboard.session'))"
     )
     return str(saved["token"])
+
+
+async def test_a_dropped_connection_shows_a_banner_and_the_board_comes_back(
+    city: CityLine, http: aiohttp.ClientSession
+) -> None:
+    await create_account(city, http, "sara")
+    async with chromium() as browser:
+        context, page = await new_page(browser, viewport=TV, locale="en-GB")
+        await open_board(page, city, "sara")
+        # The network goes (no close reaches either side): the page notices the silence.
+        await context.set_offline(True)
+        await expect(page.locator("#banner")).to_be_visible(timeout=10_000)
+        await expect(page.locator("#link")).not_to_have_attribute("data-state", "online")
+        await expect(page.locator("#board")).to_have_class("board stale")
+        await screenshot(page, "wallboard-offline")
+        await context.set_offline(False)
+        await expect(page.locator("#banner")).to_be_hidden(timeout=15_000)
+        await expect(page.locator("#link")).to_have_attribute("data-state", "online")
+        await expect(page.locator("#board")).to_have_class("board")
+        # ... and the service ending the session sends the supervisor back to the log-in form.
+        assert city.directory is not None
+        await city.directory.end_session(await _token(page))
+        assert city.wallboard is not None
+        await city.wallboard.stop()  # closes every viewer; the page reconnects and is refused
+        await expect(page.locator("#login-error")).to_contain_text("session has ended")
