@@ -338,6 +338,8 @@ class Demo:
                 task = asyncio.create_task(self._resident(call), name=f"resident-{call.caller}")
                 self._calls.add(task)
                 task.add_done_callback(self._calls.discard)
+            # The last arrival may come well before the end: the run still lasts its minutes.
+            await asyncio.sleep(self._started_at + self.options.minutes * 60 - time.monotonic())
             if self._calls:
                 print(
                     f"The {self.options.minutes:g} minutes are up: waiting up to "
