@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import structlog
 from aiohttp import web
 
 from acd.engine import AcdError
@@ -21,6 +22,7 @@ SUPERVISORS = ("supervisor", "admin")
 AGENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,31}$")
 STATUS_OF = {"unknown_agent": 404, "bad_request": 400, "conflict": 409, "pbx_down": 503}
 
+log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
 
 
@@ -56,8 +58,11 @@ def _agent_name(request: web.Request) -> str:
     return name
 
 
-def _failed(exc: SupervisionError) -> web.HTTPException:
-    return json_error(STATUS_OF.get(exc.kind, 400), str(exc))
+def _failed(exc: SupervisionError, by: str, action: str, agent: str) -> web.HTTPException:
+    status = STATUS_OF.get(exc.kind, 400)
+    log.info("supervisor_action_refused", by=by, action=action, agent=agent, status=status,
+             error=str(exc))  # fmt: skip
+    return json_error(status, str(exc))
 
 
 @routes.post("/api/agents/{name}/state")
@@ -70,7 +75,7 @@ async def force_state(request: web.Request) -> web.Response:
         state, reason = state_request(body)
         view = request.app[SUPERVISION].set_state(who.name, name, state, reason)
     except SupervisionError as exc:
-        raise _failed(exc) from exc
+        raise _failed(exc, who.name, "state", name) from exc
     return to_json(view)
 
 
@@ -85,7 +90,7 @@ async def listen(request: web.Request) -> web.Response:
             who.name, name, listen_mode(body), by_admin=who.role == "admin"
         )
     except SupervisionError as exc:
-        raise _failed(exc) from exc
+        raise _failed(exc, who.name, "listen", name) from exc
     return to_json(
         {
             "agent": started.agent,

@@ -146,7 +146,6 @@ class Supervision:
                 assert reason is not None
                 self._acd.pause(agent, reason)
         except AcdError as exc:
-            log.info("supervisor_state_refused", by=by, agent=agent, state=state, error=str(exc))
             raise SupervisionError("conflict", str(exc)) from exc
         log.info("supervisor_set_state", by=by, agent=agent, state=state, reason=reason)
         return self._acd.agent_view(agent)
