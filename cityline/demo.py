@@ -343,7 +343,7 @@ class Demo:
             if self._calls:
                 print(
                     f"The {self.options.minutes:g} minutes are up: waiting up to "
-                    f"{self.options.drain_seconds:g} s for {len(self._calls)} calls still "
+                    f"{self.options.drain_seconds:g} s for {_calls(len(self._calls))} still "
                     "on the line.",
                     file=self.out,
                     flush=True,
@@ -517,6 +517,10 @@ async def start_demo(service: CityLine, options: DemoOptions, out: IO[str]) -> D
         await demo.stop()
         raise
     return demo
+
+
+def _calls(count: int) -> str:
+    return f"{count} call" if count == 1 else f"{count} calls"
 
 
 def demo_log_level() -> str:

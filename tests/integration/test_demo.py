@@ -157,6 +157,9 @@ async def test_stopping_mid_call_kills_the_callers_and_hangs_up_the_phones(
         await demo.start()
         await eventually(lambda: any(a.phone and a.phone.answered for a in demo.agents), 60)
         assert sipp_children(), "residents should be on the line"
+        # Four residents on the line (long talks): the next ones are turned away.
+        await eventually(lambda: demo.residents.turned_away >= 1, 30)
+        assert demo.residents.placed >= 4 and len(sipp_children()) <= 4
     finally:
         await demo.stop()
     assert demo.residents.cut_at_stop >= 1
