@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -374,9 +375,10 @@ async def test_listen_and_whisper_ring_the_supervisor_into_chanspy_on_the_agents
 ) -> None:
     supervisor = await create_account(city, http, "sara")
     sip = supervisor["sip"]
+    rtp_low = random.randrange(42000, 58000, 2)
     phone = AgentPhone(
         sip["username"], sip["password"], sip["port"],
-        rtp_low=46000, rtp_high=46040, answer_after=0.3, talk_seconds=None,
+        rtp_low=rtp_low, rtp_high=rtp_low + 40, answer_after=0.3, talk_seconds=None,
     )  # fmt: skip
     await asyncio.to_thread(phone.start)
     ida = await AgentAtDesk(
@@ -396,8 +398,12 @@ async def test_listen_and_whisper_ring_the_supervisor_into_chanspy_on_the_agents
             await expect(row).to_have_attribute("data-state", "on_call", timeout=30_000)
             await expect(row.locator(".call")).to_contain_text("PL")
             await row.locator("button.listen").click()
-            await expect(page.locator("#toast")).to_contain_text(sip["username"])
-            await phone.wait_answered(1, within=10)
+            await expect(page.locator("#toast")).to_contain_text(f"({sip['username']})")
+            try:
+                await phone.wait_answered(1, within=10)
+            except TimeoutError as exc:
+                seen = [e for e in ami_events if "agent-sara" in str(e)]
+                raise AssertionError(f"{exc}; rings {phone.ring_times}; AMI: {seen[-8:]}") from exc
 
             def spy_started() -> dict[str, str] | None:
                 return next((e for e in ami_events if e.get("Event") == "ChanSpyStart"), None)
