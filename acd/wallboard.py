@@ -430,7 +430,8 @@ class WallboardHub:
         if sock is not None:
             # The kernel would grow the buffer to megabytes, and a viewer that stopped reading
             # would fill its outbox (and be cut off) only minutes later.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._send_buffer)
+            with contextlib.suppress(OSError):  # already gone: the loop below ends at once
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._send_buffer)
         viewer.outbox.put_nowait(self.welcome_text())
         self._viewers.add(viewer)
         viewer.writer = asyncio.create_task(self._write(viewer))
