@@ -113,7 +113,17 @@ async def login(request: web.Request) -> web.Response:
         )
         refused.headers["Retry-After"] = str(seconds)
         raise refused
-    result = await request.app[DIRECTORY].authenticate(name, password)
+    roles = body.get("roles")  # the page's own roles: anyone else is refused, nothing changes
+    if roles is not None and (
+        not isinstance(roles, list) or not all(isinstance(r, str) for r in roles)
+    ):
+        raise json_error(400, "roles: a list of role names")
+    try:
+        result = await request.app[DIRECTORY].authenticate(name, password, roles=roles)
+    except AgentError as exc:
+        throttle.succeeded(name)  # the password was right
+        log.info("login_refused_for_role", agent=name, roles=roles)
+        raise json_error(403, str(exc)) from exc
     if result is None:
         throttle.failed(name, address, now)
         log.info("login_failed", agent=name, address=address)

@@ -9,7 +9,7 @@ import hmac
 import json
 import re
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -167,13 +167,21 @@ class AgentDirectory:
         log.info("agent_created", agent=name, role=role, skills=clean_skills)
         return agent
 
-    async def authenticate(self, name: str, password: str) -> tuple[Agent, str] | None:
-        """Check the password and open the agent's one session (closing any older one)."""
+    async def authenticate(
+        self, name: str, password: str, *, roles: Collection[str] | None = None
+    ) -> tuple[Agent, str] | None:
+        """Check the password and open the agent's one session (closing any older one).
+
+        With `roles`, an account of another role is refused (AgentError) before any session
+        changes: an agent who opens the wallboard keeps the desk session it has.
+        """
         row = await self._pool.fetchrow("SELECT * FROM agents WHERE name = $1", name)
         stored = row["password_hash"] if row else hash_password("timing-equaliser")
         ok = await asyncio.to_thread(verify_password, password, stored)
         if row is None or not ok:
             return None
+        if roles is not None and row["role"] not in roles:
+            raise AgentError(f"this page is for the roles {sorted(roles)}")
         token = secrets.token_urlsafe(32)
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("DELETE FROM agent_sessions WHERE agent_id = $1", row["id"])

@@ -347,7 +347,9 @@
     const button = $("login-submit");
     button.disabled = true;
     try {
-      const result = await C.api("POST", "/api/login", { body: { name, password } });
+      const result = await C.api("POST", "/api/login", {
+        body: { name, password, roles: ["supervisor"] },
+      });
       $("login-password").value = "";
       if (!result.agent || result.agent.role !== "supervisor") {
         // Refused and not kept: ending the session also takes the agent out of the ACD again.
@@ -364,6 +366,7 @@
       showBoard();
     } catch (err) {
       if (err.status === 401) showLoginError(C.t("login.wrong"));
+      else if (err.status === 403) showLoginError(C.t("login.supervisors_only"));
       else if (err.status === 429) showLoginError(C.t("login.throttled"));
       else showLoginError(err.message);
     } finally {

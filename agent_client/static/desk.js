@@ -269,18 +269,15 @@
     $("login-error").textContent = "";
     try {
       const result = await C.api("POST", "/api/login", {
-        body: { name: $("login-name").value.trim(), password: $("login-password").value },
+        body: { name: $("login-name").value.trim(), password: $("login-password").value, roles: ["agent"] },
       });
-      if (result.agent.role !== "agent") {
-        await C.api("POST", "/api/logout", { token: result.token }).catch(() => {});
-        $("login-error").textContent = C.t("login.not_agent");
-        return;
-      }
       $("login-password").value = "";
       session.save(result);
       start(result);
     } catch (err) {
-      if (err.status === 429) {
+      if (err.status === 403) {
+        $("login-error").textContent = C.t("login.not_agent");
+      } else if (err.status === 429) {
         $("login-error").textContent = C.t("login.throttled", { seconds: err.retryAfter || 60 });
       } else if (err.status === 401) {
         $("login-error").textContent = C.t("login.wrong");

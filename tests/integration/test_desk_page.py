@@ -233,6 +233,26 @@ async def test_an_agent_cannot_read_another_agents_pop_or_open_the_wallboard(
         assert hello["agent"]["name"] == "adam"
 
 
+async def test_an_agent_opening_the_wallboard_keeps_the_desk_session(
+    city: CityLine, http: aiohttp.ClientSession
+) -> None:
+    await create_account(city, http, "kuba")
+    url = base_url(city)
+    async with http.post(f"{url}/api/login", json={"name": "kuba", "password": PASSWORD}) as r:
+        token = (await r.json())["token"]
+    async with http.post(
+        f"{url}/api/login",
+        json={"name": "kuba", "password": PASSWORD, "roles": ["supervisor"]},
+    ) as r:
+        assert r.status == 403
+    async with http.get(f"{url}/api/me", headers={"Authorization": f"Bearer {token}"}) as r:
+        assert r.status == 200  # the desk session is untouched
+    async with http.post(
+        f"{url}/api/login", json={"name": "kuba", "password": PASSWORD, "roles": "agent"}
+    ) as r:
+        assert r.status == 400
+
+
 async def test_bad_logins_are_rate_limited(city: CityLine, http: aiohttp.ClientSession) -> None:
     await create_account(city, http, "marta")
     url = base_url(city)
