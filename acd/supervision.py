@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 
+from acd.devices import WEB_PHONE_SUFFIX, web_phone
 from acd.engine import AcdError
 from acd.service import AcdService
 from pbx.ami import AmiError, AmiLink, AmiNotConnected
@@ -23,7 +24,6 @@ log = structlog.get_logger(__name__)
 
 MODES = ("listen", "whisper")
 STATES = ("ready", "paused")
-WEB_SUFFIX = "-web"  # an agent's browser phone registers as "<endpoint>-web"
 # DEVICE_STATE() answers that mean nothing is registered there to ring.
 NOT_REGISTERED = frozenset({"UNAVAILABLE", "INVALID", "UNKNOWN", ""})
 CHANNEL_UP = "6"  # AMI ChannelState of an answered channel
@@ -43,7 +43,7 @@ class SupervisionError(Exception):
 
 def agent_channel_pattern(endpoint: str) -> re.Pattern[str]:
     """Channels of this endpoint's desk phone or browser phone: PJSIP/<endpoint>(-web)?-<hex>."""
-    return re.compile(rf"^PJSIP/{re.escape(endpoint)}(?:{WEB_SUFFIX})?-[0-9a-f]+$")
+    return re.compile(rf"^PJSIP/{re.escape(endpoint)}(?:{WEB_PHONE_SUFFIX})?-[0-9a-f]+$")
 
 
 def pick_agent_channel(endpoint: str, channels: Iterable[Mapping[str, str]]) -> str | None:
@@ -75,7 +75,7 @@ def chanspy_data(channel: str, mode: str) -> str:
 def supervisor_phone(endpoint: str, web_state: str, desk_state: str) -> str | None:
     """The supervisor's phone to ring: the browser phone if registered, else the desk phone."""
     if web_state.upper() not in NOT_REGISTERED:
-        return endpoint + WEB_SUFFIX
+        return web_phone(endpoint)
     if desk_state.upper() not in NOT_REGISTERED:
         return endpoint
     return None
@@ -175,7 +175,7 @@ class Supervision:
                 raise SupervisionError("conflict", f"agent {agent!r} is not on a call")
             phone = supervisor_phone(
                 own_endpoint,
-                await self._device_state(ami, own_endpoint + WEB_SUFFIX),
+                await self._device_state(ami, web_phone(own_endpoint)),
                 await self._device_state(ami, own_endpoint),
             )
             if phone is None:

@@ -19,28 +19,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
-import random
-import secrets
-import shutil
-import signal
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 from playwright.async_api import Page
 
-from bench.bench_call_path import percentile, start_service
-from bench.common import write_result
-from cityline.service import SCHEMA_FILES
+from bench.common import percentile, service_process, write_result
 from cityline.simulated.sipp import call_with_keys
-from tests.support.asterisk import free_port
 from tests.support.browser import chromium, new_page
-from tests.support.postgres import TemplateDatabases, stop_test_server, test_server_dsn
 
 PASSWORD = "correct horse battery"
 POLISH_ROADS = [(0.6, "1"), (0.6, "1")]
@@ -98,63 +87,31 @@ async def main() -> int:
     parser.add_argument("--agents", type=int, default=3)
     args = parser.parse_args()
 
-    templates = TemplateDatabases(await test_server_dsn(), SCHEMA_FILES)
-    await templates.create_template()
-    state = Path(tempfile.mkdtemp(prefix="cityline-bench-"))
-    http_port = free_port()
-    sip_port = free_port(udp_too=True)
-    rtp = random.randrange(30000, 38000, 2)
-    admin = secrets.token_urlsafe(16)
-    env = {
-        **os.environ,
-        "CITYLINE_DATABASE_DSN": await templates.fresh(),
-        "CITYLINE_STATE_DIR": str(state),
-        "CITYLINE_RECORDINGS_DIR": str(state / "recordings"),
-        "CITYLINE_INSTANCE": f"bench-{secrets.token_hex(4)}",
-        "CITYLINE_HTTP_PORT": str(http_port),
-        "CITYLINE_SIP_PORT": str(sip_port),
-        "CITYLINE_AMI_PORT": str(free_port()),
-        "CITYLINE_AGI_PORT": str(free_port()),
-        "CITYLINE_ASTERISK_HTTP_PORT": str(free_port()),
-        "CITYLINE_RTP_START": str(rtp),
-        "CITYLINE_RTP_END": str(rtp + 1000),
-        "CITYLINE_ADMIN_TOKEN": admin,
-        "CITYLINE_LOG_LEVEL": "WARNING",
-    }
-    service = await start_service(env, http_port)
-    url = f"http://127.0.0.1:{http_port}"
-    stop = asyncio.Event()
-    try:
-        async with aiohttp.ClientSession() as http, chromium() as browser:
-            pages = [
-                await open_desk(browser, url, http, f"desk{i}", admin) for i in range(args.agents)
-            ]
-            agents = [asyncio.create_task(answer_calls(page, stop)) for page in pages]
-            started = time.time()
-            failed = 0
-            for batch in range(0, args.calls, args.agents):
-                count = min(args.agents, args.calls - batch)
-                results = await asyncio.gather(
-                    *(
-                        call_with_keys(sip_port, POLISH_ROADS, caller=f"48500{batch + k:06d}",
-                                       hold_seconds=15)
-                        for k in range(count)
-                    )
-                )  # fmt: skip
-                failed += sum(1 for r in results if not r.ok)
-                await asyncio.sleep(0.5)  # the agents are ready again
-            stop.set()
-            await asyncio.gather(*agents, return_exceptions=True)
-            samples: list[float] = []
-            for page in pages:
-                samples.extend(pair_marks(await page.evaluate("window.cityDesk.marks")))
-    finally:
-        service.send_signal(signal.SIGTERM)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(service.wait(), 30)
-        await templates.drop_all()
-        await stop_test_server()
-        shutil.rmtree(state, ignore_errors=True)
+    async with service_process() as service, aiohttp.ClientSession() as http, chromium() as browser:
+        pages = [
+            await open_desk(browser, service.url, http, f"desk{i}", service.admin_token)
+            for i in range(args.agents)
+        ]
+        stop = asyncio.Event()
+        agents = [asyncio.create_task(answer_calls(page, stop)) for page in pages]
+        started = time.time()
+        failed = 0
+        for batch in range(0, args.calls, args.agents):
+            count = min(args.agents, args.calls - batch)
+            results = await asyncio.gather(
+                *(
+                    call_with_keys(service.sip_port, POLISH_ROADS, caller=f"48500{batch + k:06d}",
+                                   hold_seconds=15)
+                    for k in range(count)
+                )
+            )  # fmt: skip
+            failed += sum(1 for r in results if not r.ok)
+            await asyncio.sleep(0.5)  # the agents are ready again
+        stop.set()
+        await asyncio.gather(*agents, return_exceptions=True)
+        samples: list[float] = []
+        for page in pages:
+            samples.extend(pair_marks(await page.evaluate("window.cityDesk.marks")))
 
     if not samples:
         print("no call was measured", file=sys.stderr)

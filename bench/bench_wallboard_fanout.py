@@ -22,13 +22,8 @@ import asyncio
 import base64
 import json
 import os
-import random
-import secrets
-import shutil
-import signal
 import socket
 import statistics
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -36,12 +31,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.bench_call_path import percentile, proc_usage, start_service
-from bench.common import write_result
-from cityline.service import SCHEMA_FILES
-from pbx.asterisk import find_asterisk
-from tests.support.asterisk import free_port
-from tests.support.postgres import TemplateDatabases, stop_test_server, test_server_dsn
+from bench.common import percentile, proc_usage, service_process, write_result
 
 PASSWORD = "bench password 1"
 SLOW_RCVBUF = 4096
@@ -189,130 +179,102 @@ async def main() -> int:
     if not 1 <= args.viewers <= 5000 or not 5 <= args.seconds <= 600:
         parser.error("viewers 1-5000, seconds 5-600")
 
-    templates = TemplateDatabases(await test_server_dsn(), SCHEMA_FILES)
-    await templates.create_template()
-    state = Path(tempfile.mkdtemp(prefix="cityline-bench-"))
-    http_port = free_port()
-    rtp = random.randrange(30000, 38000, 2)
-    admin = secrets.token_urlsafe(16)
-    env = {
-        **os.environ,
-        "CITYLINE_DATABASE_DSN": await templates.fresh(),
-        "CITYLINE_STATE_DIR": str(state),
-        "CITYLINE_RECORDINGS_DIR": str(state / "recordings"),
-        "CITYLINE_INSTANCE": f"bench-{secrets.token_hex(4)}",
-        "CITYLINE_HTTP_PORT": str(http_port),
-        "CITYLINE_SIP_PORT": str(free_port(udp_too=True)),
-        "CITYLINE_AMI_PORT": str(free_port()),
-        "CITYLINE_AGI_PORT": str(free_port()),
-        "CITYLINE_ASTERISK_HTTP_PORT": str(free_port()),
-        "CITYLINE_RTP_START": str(rtp),
-        "CITYLINE_RTP_END": str(rtp + 200),
-        "CITYLINE_ADMIN_TOKEN": admin,
-        "CITYLINE_LOG_LEVEL": "WARNING",
-    }
-    base = f"http://127.0.0.1:{http_port}"
-    service = await start_service(env, http_port)
     figures: dict[str, Any] = {"viewers": args.viewers, "agents": args.agents}
     sockets: list[aiohttp.ClientWebSocketResponse] = []
     slow: socket.socket | None = None
-    try:
-        connector = aiohttp.TCPConnector(limit=0)
-        async with aiohttp.ClientSession(connector=connector) as http:
-            agents = [f"agent{i:03d}" for i in range(args.agents)]
-            for name in agents:
-                await api(
-                    http,
-                    base,
-                    "/api/agents",
-                    admin,
-                    {"name": name, "password": PASSWORD, "skills": {"lang:pl": 3}},
+    async with service_process(rtp_ports=200) as service:
+        base, admin, env = service.url, service.admin_token, service.env
+        http_port = service.http_port
+        try:
+            connector = aiohttp.TCPConnector(limit=0)
+            async with aiohttp.ClientSession(connector=connector) as http:
+                agents = [f"agent{i:03d}" for i in range(args.agents)]
+                for name in agents:
+                    await api(
+                        http,
+                        base,
+                        "/api/agents",
+                        admin,
+                        {"name": name, "password": PASSWORD, "skills": {"lang:pl": 3}},
+                    )
+                    await api(http, base, "/api/login", admin, {"name": name, "password": PASSWORD})
+                await api(http, base, "/api/agents", admin,
+                          {"name": "boss", "password": PASSWORD, "role": "supervisor"})  # fmt: skip
+                boss = {"name": "boss", "password": PASSWORD}
+                token = (await api(http, base, "/api/login", admin, boss))["token"]
+
+                await asyncio.sleep(2)
+                cpu0, rss_idle = proc_usage(service.pid)
+                t0 = time.monotonic()
+                await asyncio.sleep(5)
+                idle_cpu = (proc_usage(service.pid)[0] - cpu0) / (time.monotonic() - t0)
+
+                url = f"{base.replace('http', 'ws')}/ws/wallboard?token={token}"
+                opened = time.monotonic()
+                for first in range(0, args.viewers, 50):
+                    sockets += await asyncio.gather(
+                        *(http.ws_connect(url, timeout=aiohttp.ClientWSTimeout(ws_close=5))
+                          for _ in range(first, min(first + 50, args.viewers)))
+                    )  # fmt: skip
+                figures["connect_seconds"] = round(time.monotonic() - opened, 2)
+                viewers = [Viewer() for _ in sockets]
+
+                # Phase one: every viewer reads. Phase two: one more never does.
+                phase_one = time.time() + 2.0  # the welcome messages are behind us by then
+                phase_two = phase_one + args.seconds
+                end = phase_two + args.seconds
+                watching = [
+                    asyncio.create_task(v.watch(ws, end + 2.0))
+                    for v, ws in zip(viewers, sockets, strict=True)
+                ]
+                driver = asyncio.create_task(drive(http, base, admin, agents, end))
+                await asyncio.sleep(phase_one - time.time())
+                cpu1, _ = proc_usage(service.pid)
+                t1 = time.monotonic()
+                await asyncio.sleep(phase_two - time.time())
+                viewers_cpu = (proc_usage(service.pid)[0] - cpu1) / (time.monotonic() - t1)
+                rss_viewers = proc_usage(service.pid)[1]
+                slow = await open_slow_viewer(http_port, token)
+                slow_opened = time.time()
+                cpu2, _ = proc_usage(service.pid)
+                t2 = time.monotonic()
+                await asyncio.sleep(end - time.time())
+                slow_cpu = (proc_usage(service.pid)[0] - cpu2) / (time.monotonic() - t2)
+                rss_peak = max(rss_viewers, proc_usage(service.pid)[1])
+                changes = await driver
+                await asyncio.gather(*watching)
+                slow_closed = await drained_until_closed(slow)
+                cuts = [t for t in cut_off_times(Path(env["CITYLINE_STATE_DIR"]) / "service.log")
+                        if t >= slow_opened - 1]  # fmt: skip
+
+                sizes = [v.bytes / max(1, len(v.arrivals)) for v in viewers]
+                figures.update(
+                    {
+                        "acd_changes": changes,
+                        "message_bytes": round(statistics.mean(sizes)),
+                        "all_reading": latency_figures(viewers, phase_one, phase_two),
+                        "with_slow_viewer": latency_figures(viewers, phase_two, end),
+                        "viewers_closed_by_service": sum(v.closed_by_server for v in viewers),
+                        "slow_viewer": {
+                            "cut_off": bool(cuts) and slow_closed,
+                            "cut_off_after_seconds": (
+                                round(cuts[0] - slow_opened, 1) if cuts else None
+                            ),
+                        },
+                        "service": {
+                            "idle_cpu_percent": round(idle_cpu * 100, 1),
+                            "cpu_percent_with_viewers": round(viewers_cpu * 100, 1),
+                            "cpu_percent_with_slow_viewer": round(slow_cpu * 100, 1),
+                            "idle_rss_mib": round(rss_idle / 2**20, 1),
+                            "rss_mib_with_viewers": round(rss_peak / 2**20, 1),
+                        },
+                    }
                 )
-                await api(http, base, "/api/login", admin, {"name": name, "password": PASSWORD})
-            await api(http, base, "/api/agents", admin,
-                      {"name": "boss", "password": PASSWORD, "role": "supervisor"})  # fmt: skip
-            token = (
-                await api(http, base, "/api/login", admin, {"name": "boss", "password": PASSWORD})
-            )["token"]
-
-            await asyncio.sleep(2)
-            cpu0, rss_idle = proc_usage(service.pid)
-            t0 = time.monotonic()
-            await asyncio.sleep(5)
-            idle_cpu = (proc_usage(service.pid)[0] - cpu0) / (time.monotonic() - t0)
-
-            url = f"{base.replace('http', 'ws')}/ws/wallboard?token={token}"
-            opened = time.monotonic()
-            for first in range(0, args.viewers, 50):
-                sockets += await asyncio.gather(
-                    *(http.ws_connect(url, timeout=aiohttp.ClientWSTimeout(ws_close=5))
-                      for _ in range(first, min(first + 50, args.viewers)))
-                )  # fmt: skip
-            figures["connect_seconds"] = round(time.monotonic() - opened, 2)
-            viewers = [Viewer() for _ in sockets]
-
-            # Phase one: every viewer reads. Phase two: one more never does.
-            phase_one = time.time() + 2.0  # the welcome messages are behind us by then
-            phase_two = phase_one + args.seconds
-            end = phase_two + args.seconds
-            watching = [
-                asyncio.create_task(v.watch(ws, end + 2.0))
-                for v, ws in zip(viewers, sockets, strict=True)
-            ]
-            driver = asyncio.create_task(drive(http, base, admin, agents, end))
-            await asyncio.sleep(phase_one - time.time())
-            cpu1, _ = proc_usage(service.pid)
-            t1 = time.monotonic()
-            await asyncio.sleep(phase_two - time.time())
-            viewers_cpu = (proc_usage(service.pid)[0] - cpu1) / (time.monotonic() - t1)
-            rss_viewers = proc_usage(service.pid)[1]
-            slow = await open_slow_viewer(http_port, token)
-            slow_opened = time.time()
-            cpu2, _ = proc_usage(service.pid)
-            t2 = time.monotonic()
-            await asyncio.sleep(end - time.time())
-            slow_cpu = (proc_usage(service.pid)[0] - cpu2) / (time.monotonic() - t2)
-            rss_peak = max(rss_viewers, proc_usage(service.pid)[1])
-            changes = await driver
-            await asyncio.gather(*watching)
-            slow_closed = await drained_until_closed(slow)
-            cuts = [t for t in cut_off_times(Path(env["CITYLINE_STATE_DIR"]) / "service.log")
-                    if t >= slow_opened - 1]  # fmt: skip
-
-            sizes = [v.bytes / max(1, len(v.arrivals)) for v in viewers]
-            figures.update(
-                {
-                    "acd_changes": changes,
-                    "message_bytes": round(statistics.mean(sizes)),
-                    "all_reading": latency_figures(viewers, phase_one, phase_two),
-                    "with_slow_viewer": latency_figures(viewers, phase_two, end),
-                    "viewers_closed_by_service": sum(v.closed_by_server for v in viewers),
-                    "slow_viewer": {
-                        "cut_off": bool(cuts) and slow_closed,
-                        "cut_off_after_seconds": round(cuts[0] - slow_opened, 1) if cuts else None,
-                    },
-                    "service": {
-                        "idle_cpu_percent": round(idle_cpu * 100, 1),
-                        "cpu_percent_with_viewers": round(viewers_cpu * 100, 1),
-                        "cpu_percent_with_slow_viewer": round(slow_cpu * 100, 1),
-                        "idle_rss_mib": round(rss_idle / 2**20, 1),
-                        "rss_mib_with_viewers": round(rss_peak / 2**20, 1),
-                    },
-                }
-            )
-            for ws in sockets:
-                await ws.close()
-    finally:
-        if slow is not None:
-            slow.close()
-        service.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(service.wait(), 30)
-        await templates.drop_all()
-        await stop_test_server()
-        shutil.rmtree(state, ignore_errors=True)
-        location = find_asterisk()
-        root = location.sandbox_root or Path("/var/cache/cityline/instances")
-        shutil.rmtree(root / "var/lib/cityline" / env["CITYLINE_INSTANCE"], ignore_errors=True)
+                for ws in sockets:
+                    await ws.close()
+        finally:
+            if slow is not None:
+                slow.close()
 
     path = write_result("wallboard_fanout", figures)
     one, two, svc = figures["all_reading"], figures["with_slow_viewer"], figures["service"]

@@ -14,25 +14,18 @@ from cityline.simulated.sipp import call_with_keys
 from tests.conftest import CityFactory
 from tests.support.browser import DESKTOP, TV, chromium, console_lines, new_page, screenshot
 from tests.support.checks import eventually, only_call
-from tests.support.desk import AgentAtDesk, admin_headers, base_url
+from tests.support.desk import (
+    DEFAULT_PASSWORD,
+    AgentAtDesk,
+    admin_headers,
+    base_url,
+    create_account,
+)
 
 pytestmark = pytest.mark.integration
 
 POLISH_ROADS = [(1.0, "1"), (1.5, "1")]  # Polski, then roads and street lighting
-PASSWORD = "correct horse battery"
-
-
-async def create_account(
-    city: CityLine, http: aiohttp.ClientSession, name: str, role: str = "agent"
-) -> dict:
-    body: dict = {"name": name, "password": PASSWORD, "role": role}
-    if role == "agent":
-        body["skills"] = {"lang:pl": 5, "lang:en": 3, "group:roads": 4, "group:waste": 3}
-    async with http.post(
-        f"{base_url(city)}/api/agents", json=body, headers=admin_headers(city)
-    ) as response:
-        assert response.status == 201, await response.text()
-        return dict(await response.json())
+PASSWORD = DEFAULT_PASSWORD
 
 
 async def log_in(page: Page, city: CityLine, name: str, password: str = PASSWORD) -> None:

@@ -8,7 +8,6 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -21,29 +20,12 @@ from cityline.simulated.agent_phone import AgentPhone
 from cityline.simulated.sipp import call_with_keys
 from tests.support.browser import DESKTOP, TV, chromium, console_lines, new_page, screenshot
 from tests.support.checks import eventually
-from tests.support.desk import AgentAtDesk, admin_headers, base_url
+from tests.support.desk import DEFAULT_PASSWORD, AgentAtDesk, base_url, create_account
 
 pytestmark = pytest.mark.integration
 
 POLISH_ROADS = [(1.0, "1"), (1.5, "1")]  # Polski, then roads and street lighting
-PASSWORD = "correct horse battery"
-
-
-async def create_account(
-    city: CityLine,
-    http: aiohttp.ClientSession,
-    name: str,
-    role: str = "supervisor",
-    skills: Mapping[str, int] | None = None,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {"name": name, "password": PASSWORD, "role": role}
-    if role == "agent":
-        body["skills"] = dict(skills or {"lang:pl": 5, "group:roads": 4})
-    async with http.post(
-        f"{base_url(city)}/api/agents", json=body, headers=admin_headers(city)
-    ) as response:
-        assert response.status == 201, await response.text()
-        return dict(await response.json())
+PASSWORD = DEFAULT_PASSWORD
 
 
 async def api_login(city: CityLine, http: aiohttp.ClientSession, name: str) -> str:
@@ -85,7 +67,7 @@ async def _value(value: Any) -> Any:
 async def test_a_waiting_call_shows_within_a_second_and_answered_calls_move_the_service_level(
     city: CityLine, http: aiohttp.ClientSession
 ) -> None:
-    await create_account(city, http, "sara")
+    await create_account(city, http, "sara", role="supervisor")
     ida = await AgentAtDesk(
         city, http, "ida", {"lang:pl": 4, "group:roads": 4}, answer_after=0.3, talk_seconds=1.0
     ).arrive(ready=False)
@@ -185,7 +167,7 @@ def _prefill_history(city: CityLine, hours: float = 9.0) -> None:
 async def test_screenshots_of_a_busy_board_at_desktop_and_tv_sizes(
     city: CityLine, http: aiohttp.ClientSession
 ) -> None:
-    await create_account(city, http, "sara")
+    await create_account(city, http, "sara", role="supervisor")
     skills = {"lang:pl": 5, "group:roads": 4, "group:waste": 3, "group:noise": 3}
     desks = [
         AgentAtDesk(city, http, name, skills, answer_after=0.3, talk_seconds=90.0)
@@ -193,7 +175,7 @@ async def test_screenshots_of_a_busy_board_at_desktop_and_tv_sizes(
     ]
     for desk in desks:
         await desk.arrive(ready=False)
-    await create_account(city, http, "filip", role="agent")  # never logs in
+    await create_account(city, http, "filip", skills={"lang:pl": 5, "group:roads": 4})  # never logs in
     admin = city.admin_token
     try:
         await post(city, http, "/api/agents/anna/state", admin, {"state": "ready"})
@@ -255,7 +237,7 @@ def _waiting(city: CityLine) -> int:
 async def test_an_agent_account_cannot_open_the_wallboard(
     city: CityLine, http: aiohttp.ClientSession
 ) -> None:
-    await create_account(city, http, "kit", role="agent")
+    await create_account(city, http, "kit", skills={"lang:pl": 5, "group:roads": 4})
     async with chromium() as browser:
         _, page = await new_page(browser, viewport=DESKTOP)
         await page.goto(f"{base_url(city)}/wallboard")
@@ -288,8 +270,8 @@ async def test_an_agent_account_cannot_open_the_wallboard(
 async def test_supervisor_actions_reject_bad_requests_with_clear_errors(
     city: CityLine, http: aiohttp.ClientSession
 ) -> None:
-    await create_account(city, http, "sara")
-    await create_account(city, http, "olek", role="agent")
+    await create_account(city, http, "sara", role="supervisor")
+    await create_account(city, http, "olek", skills={"lang:pl": 5, "group:roads": 4})
     sara = await api_login(city, http, "sara")
     url = base_url(city)
     cases: list[tuple[str, Any, int, str]] = [
@@ -340,7 +322,7 @@ async def test_supervisor_actions_reject_bad_requests_with_clear_errors(
 async def test_force_pause_and_ready_from_the_board_reach_the_acd_and_the_desk(
     city: CityLine, http: aiohttp.ClientSession
 ) -> None:
-    await create_account(city, http, "sara")
+    await create_account(city, http, "sara", role="supervisor")
     jan = await AgentAtDesk(city, http, "jan", {"lang:pl": 3, "group:roads": 3}).arrive()
     try:
         async with chromium() as browser:
@@ -373,7 +355,7 @@ async def test_force_pause_and_ready_from_the_board_reach_the_acd_and_the_desk(
 async def test_listen_and_whisper_ring_the_supervisor_into_chanspy_on_the_agents_call(
     city: CityLine, http: aiohttp.ClientSession
 ) -> None:
-    supervisor = await create_account(city, http, "sara")
+    supervisor = await create_account(city, http, "sara", role="supervisor")
     sip = supervisor["sip"]
     rtp_low = random.randrange(42000, 58000, 2)
     phone = AgentPhone(
@@ -445,7 +427,7 @@ async def _token(page: Page) -> str:
 async def test_a_dropped_connection_shows_a_banner_and_the_board_comes_back(
     city: CityLine, http: aiohttp.ClientSession
 ) -> None:
-    await create_account(city, http, "sara")
+    await create_account(city, http, "sara", role="supervisor")
     async with chromium() as browser:
         context, page = await new_page(browser, viewport=TV, locale="en-GB")
         await open_board(page, city, "sara")

@@ -23,6 +23,29 @@ def base_url(city: CityLine) -> str:
     return f"http://127.0.0.1:{city.http_port}"
 
 
+DEFAULT_PASSWORD = "correct horse battery"
+DEFAULT_SKILLS = {"lang:pl": 5, "lang:en": 3, "group:roads": 4, "group:waste": 3}
+
+
+async def create_account(
+    city: CityLine,
+    http: aiohttp.ClientSession,
+    name: str,
+    role: str = "agent",
+    skills: Mapping[str, int] | None = None,
+    password: str = DEFAULT_PASSWORD,
+) -> dict[str, Any]:
+    """An account made by the admin, as `POST /api/agents` does it; its JSON back."""
+    body: dict[str, Any] = {"name": name, "password": password, "role": role}
+    if role == "agent":
+        body["skills"] = dict(skills or DEFAULT_SKILLS)
+    async with http.post(
+        f"{base_url(city)}/api/agents", json=body, headers=admin_headers(city)
+    ) as response:
+        assert response.status == 201, await response.text()
+        return dict(await response.json())
+
+
 class AgentAtDesk:
     def __init__(
         self,
@@ -33,7 +56,7 @@ class AgentAtDesk:
         *,
         answer_after: float | None = 0.5,
         talk_seconds: float | None = 2.0,
-        password: str = "correct horse battery",
+        password: str = DEFAULT_PASSWORD,
     ) -> None:
         self.city = city
         self.http = http
