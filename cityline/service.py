@@ -372,6 +372,18 @@ class CityLine:
         if agent.role == "agent":
             self.acd.upsert_agent(agent.name, agent.skills)
 
+    def _pop_for_transfer(self, call_id: str, target: str) -> None:
+        """A colleague who takes a transferred call sees what the first agent saw."""
+        assert self.desktops is not None
+        colleague = self._agent_for_endpoint(target)
+        by, pop = next(
+            ((a, p) for a, p in self.desktops.last_pop.items() if p.get("call_id") == call_id),
+            (None, None),
+        )
+        if colleague is not None and pop is not None and colleague != by:
+            pop = {k: v for k, v in pop.items() if k != "type"}
+            self.desktops.send_pop(colleague, {**pop, "transferred_from": by})
+
     def _first_phone(self, agent_id: str) -> str | None:
         """The one phone a callback rings (AMI Originate takes a single channel)."""
         assert self.desktops is not None
@@ -388,9 +400,10 @@ class CityLine:
         if name == "DialEnd" and event.get("DialStatus") == "ANSWER" and self.handler:
             self.handler.on_agent_answered(event.get("Uniqueid", ""))
         elif name == "BlindTransfer" and event.get("Result") == "Success" and self.handler:
-            self.handler.on_transferred(
-                event.get("TransfereeUniqueid", ""), event.get("Extension", "")
-            )
+            target = event.get("Extension", "")
+            call_id = self.handler.on_transferred(event.get("TransfereeUniqueid", ""), target)
+            if call_id is not None:
+                self._pop_for_transfer(call_id, target)
         elif name == "DTMFEnd" and event.get("Direction") == "Received" and self.handler:
             self.handler.on_key(event.get("Uniqueid", ""), event.get("Digit", ""))
         elif name == "UserEvent" and event.get("UserEvent") == "CityLineFallback":

@@ -150,12 +150,16 @@ class CallHandler:
             live.keys_seen += 1
             live.keys.put_nowait((live.keys_seen, digit))
 
-    def on_transferred(self, asterisk_uniqueid: str, target: str) -> None:
-        """From AMI (BlindTransfer): the agent passed the caller to a colleague or department."""
+    def on_transferred(self, asterisk_uniqueid: str, target: str) -> str | None:
+        """From AMI (BlindTransfer): the agent passed the caller to a colleague or department.
+
+        Returns the call's id (None when the call is not one of ours)."""
         live = self.live.get(asterisk_uniqueid)
-        if live is not None:
-            live.transferred_to = target
-            log.info("call_transferred", call_id=live.call_id, to=target)
+        if live is None:
+            return None
+        live.transferred_to = target
+        log.info("call_transferred", call_id=live.call_id, to=target)
+        return live.call_id
 
     def on_agent_answered(self, asterisk_uniqueid: str) -> None:
         """From AMI (DialEnd ANSWER): the agent picked up while Dial still holds the session."""

@@ -72,6 +72,7 @@
       "pop.missed": "Nieodebrane — rozmowa wróciła do kolejki.",
       "pop.abandoned": "Rozmówca się rozłączył.",
       "pop.unknown_caller": "numer ukryty",
+      "pop.transferred_from": "Przekazane przez: {agent}",
       "case.heading": "Zgłoszenie",
       "case.service": "Usługa",
       "case.choose": "— wybierz usługę —",
@@ -167,6 +168,7 @@
       "pop.missed": "Missed — the call went back to the queue.",
       "pop.abandoned": "The caller hung up.",
       "pop.unknown_caller": "withheld",
+      "pop.transferred_from": "Transferred by {agent}",
       "case.heading": "Case",
       "case.service": "Service",
       "case.choose": "— choose a service —",
@@ -636,6 +638,10 @@
     $("pop-caller").textContent = pop.caller_number || C.t("pop.unknown_caller");
     $("pop-language").textContent = C.t("lang." + pop.language);
     $("pop-service").textContent = pop.service_name || pop.service_group_name || pop.service_group || "—";
+    $("pop-transferred").hidden = !pop.transferred_from;
+    $("pop-transferred").textContent = pop.transferred_from
+      ? C.t("pop.transferred_from", { agent: pop.transferred_from })
+      : "";
     $("pop-waited").textContent = C.formatSeconds(pop.waited_seconds);
     const transcript = $("pop-transcript");
     transcript.hidden = !pop.transcript;

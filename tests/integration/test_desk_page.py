@@ -215,6 +215,10 @@ async def test_the_browser_agent_transfers_the_caller_to_a_colleague(
             await page.click("#transfer")
             assert bob.phone is not None
             await bob.phone.wait_answered(1, within=15)
+            # Bob's desk got the caller's pop only now, with who passed the call on.
+            pop = await bob.next_message("pop", timeout=5)
+            assert pop["transferred_from"] == "iga" and pop["service_group"] == "roads"
+            assert [m for _, m in bob.received if m.get("type") == "pop"] == [pop]
             await expect(page.locator("#call-status")).not_to_contain_text("Rozmowa:")
             result = await caller
             assert result.ok, result.errors or result.stderr
