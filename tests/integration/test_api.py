@@ -87,6 +87,61 @@ async def _agent_token(city: CityLine, http: aiohttp.ClientSession, name: str = 
         ("GET", "/api/cases/999999", None, "admin", 404),
         ("GET", "/api/no-such-thing", None, "admin", 404),
         ("POST", "/api/me/state", {"state": "ready"}, "bogus-token", 401),
+        # the desk's case form and its helpers
+        ("POST", "/api/cases", {"service_code": "moon_rock", "description": "x"}, "admin", 422),
+        (
+            "POST",
+            "/api/cases",
+            {"service_code": "pothole", "description": "x", "address": "Długa 1"},
+            "admin",
+            422,  # the pothole's required size is missing
+        ),
+        (
+            "POST",
+            "/api/cases",
+            {
+                "service_code": "pothole",
+                "description": "x",
+                "address": "Długa 1",
+                "attributes": {"size": "enormous"},
+            },
+            "admin",
+            422,
+        ),
+        (
+            "POST",
+            "/api/cases",
+            {"service_code": "office_hours", "description": "x", "attributes": ["size"]},
+            "admin",
+            400,
+        ),
+        (
+            "POST",
+            "/api/cases",
+            {"service_code": "street_light_out", "description": "x", "lat": 52.2},
+            "admin",
+            400,  # lat without lon
+        ),
+        (
+            "POST",
+            "/api/cases",
+            {"service_code": "street_light_out", "description": "x", "lat": 95, "lon": 21},
+            "admin",
+            400,
+        ),
+        ("GET", "/api/cases/nearby?service_code=pothole&lat=x&lon=1", None, "admin", 400),
+        ("GET", "/api/cases/nearby", None, "admin", 400),
+        ("POST", "/api/cases/1/calls", {"call_id": "nope"}, "admin", 400),
+        (
+            "POST",
+            "/api/cases/999999/calls",
+            {"call_id": "6f1c1d2e-8a8f-4c4e-9a53-111111111111"},
+            "admin",
+            404,
+        ),
+        ("GET", "/api/calls/6f1c1d2e-8a8f-4c4e-9a53-111111111111/recording", None, "admin", 404),
+        ("GET", "/api/transfer-targets", None, "admin", 403),
+        ("POST", "/api/login", {"name": "x", "password": "y", "roles": "agent"}, None, 400),
     ],
 )
 async def test_bad_requests_get_a_clear_json_error(
