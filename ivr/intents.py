@@ -15,13 +15,22 @@ Scoring
    Two adjacent words that are one vocabulary term when joined ("pot hole") become that term.
 3. Each query stem q is mapped to vocabulary terms t with a similarity s(q, t): 1.0 when
    equal, 0.85 when one is a prefix of the other (stem >= 4 chars, what a crude stemmer
-   leaves of consonant alternations: dziura/dziurze), otherwise the best of trigram Dice and
-   1 - edit distance / length, kept at >= 0.72 and scaled by 0.9 (recognition errors).
+   leaves of consonant alternations: dziura/dziurze), otherwise, when both stems have at
+   least 5 letters, the best of trigram Dice and 1 - edit distance / length, kept at >= 0.72
+   and scaled by 0.9 (recognition errors). Shorter stems one letter apart are usually other
+   words (fire/tire, lean/clean), so they are not matched fuzzily.
 4. Evidence for a service S:  E(S) = Σ_q max_t s(q, t) · w_S(t) · idf(t)
    + 0.5 · min(idf) for every adjacent pair of query terms that is also adjacent in one of
    S's phrases or keywords. w_S(t) is 1.0 for a term of S's keywords or name, 0.5 for one
    only in its phrases; idf(t) = ln(1 + N / df(t)) over the N services, so "ulica" or
    "street" (in many services) counts little and "latarnia" or "pothole" counts a lot.
+   Place and context words (crossing, intersection, bus stop, gate, school; przejście,
+   skrzyżowanie, przystanek, brama) say where a problem is, not what it is. Their evidence
+   (and that of any pair containing one) is kept apart as C(S). When the other evidence is
+   weak (best E < 1.0) it counts in full, so "the crossing lights" or "przystanek" alone
+   still find a service; otherwise S gets C(S) · (0.3 + 0.7 · (E(S) / max E)²): a place
+   supports a service the problem words already point to, and cannot outvote them ("the
+   lamp at the pedestrian crossing flickers" is a street light, not the traffic lights).
 5. Score(S) = 1 - exp(-E(S) / 3.0), in [0, 1): one distinctive keyword gives ~0.7, two ~0.9.
 6. Decision from the best score s1 and the runner-up's evidence ratio r = E2 / E1:
    no_match if s1 < 0.35; ambiguous if r >= 0.8 (two services equally likely; if they share
@@ -230,15 +239,35 @@ _AGENT_WORDS = _words(
 # A verb of talking or an adjective like "real", together with a word for a person.
 _AGENT_CUES = _words(
     """rozmawiac porozmawiac polaczyc polacz mowic talk speak connect transfer put through
-    pogadac real live actual prawdziwy prawdziwa prawdziwym zywy zywym"""
+    pogadac real live actual prawdziwy prawdziwa prawdziwym zywy zywym poprosze"""
 )
 _AGENT_OBJECTS = _words(
     """kims ktos czlowiek osoba someone somebody person anyone anybody pracownik human
-    czlowiekiem"""
+    czlowiekiem obslugi obsluga"""
 )
 _LANGUAGE_WORDS = {
     "en": _words("english angielski angielsku angielskim inglisz anglais"),
     "pl": _words("polski polsku polskim polish polskiego polska"),
+}
+
+# Place and context words: where the problem is, not what it is ("the lamp at the pedestrian
+# crossing", "a dog by the bus stop", "rubbish by the gate"). Several services name such a
+# place, and for one of them it may be the thing itself (crossing -> traffic lights), so they
+# count fully only when nothing else in the utterance points to a service; otherwise their
+# evidence is scaled by _CONTEXT_WEIGHT. Stemmed when the matcher is built.
+_CONTEXT_WORDS = {
+    "pl": _words(
+        """skrzyzowanie skrzyzowaniu skrzyzowaniem przejscie przejsciu przejsciem pieszych
+        pieszy przystanek przystanku przystankiem rog rogu brama bramie bramy podworko
+        podworku blok bloku budynek budynku klatka klatce szkola szkole szkoly przychodnia
+        przychodni sklep sklepem sklepu kosciol kosciolem szpital szpitala dom domu domem
+        ogrodek ogrodku las lesie lasu"""
+    ),
+    "en": _words(
+        """intersection junction crossing crosswalk zebra pedestrian corner gate
+        school building clinic shop store church hospital station house home garden yard
+        forest woods bus stop tram shelter"""
+    ),
 }
 
 # --- addresses -----------------------------------------------------------------------------
@@ -380,11 +409,14 @@ def _edit_distance(a: str, b: str) -> int:
 
 
 _FUZZY_MIN = 0.72
+_FUZZY_MIN_LEN = 5
 _FUZZY_SCALE = 0.9
 _PREFIX_SIM = 0.85
 _PHRASE_WEIGHT = 0.5
 _PART_WEIGHT = 0.75
 _PAIR_BONUS = 0.5
+_CONTEXT_WEIGHT = 0.3
+_CONTEXT_FLOOR = 1.0
 _CACHE_SIZE = 4096
 
 
@@ -426,6 +458,7 @@ class IntentMatcher:
                 for g in grams:
                     self._trigram_index[g].append(term)
         self._fuzzy_cache: dict[str, tuple[tuple[str, float], ...]] = {}
+        self._context = frozenset(self._stem(w) for w in _CONTEXT_WORDS[language])
 
     # -- building --
 
@@ -468,6 +501,8 @@ class IntentMatcher:
                 if term.startswith(stem) or stem.startswith(term):
                     found[term] = _PREFIX_SIM
                     continue
+                if min(len(stem), len(term)) < _FUZZY_MIN_LEN:
+                    continue  # short stems: one letter off is another word (fire/tire)
                 dice = 2 * count / (len(grams) + self._gram_count[term])
                 if dice < 0.45:
                     continue
@@ -503,25 +538,39 @@ class IntentMatcher:
         """Evidence per service for folded content words (see the module doc, step 4)."""
         terms = self._query_terms(words)
         evidence: dict[str, float] = defaultdict(float)
+        context: dict[str, float] = defaultdict(float)  # from place words only
         for matches in terms:
-            best: dict[str, float] = {}
+            best: dict[str, tuple[float, bool]] = {}
             for term, sim in matches:
                 idf = self._idf[term]
+                is_context = term in self._context
                 for code, weight in self._weights[term].items():
                     value = sim * weight * idf
-                    if value > best.get(code, 0.0):
-                        best[code] = value
-            for code, value in best.items():
-                evidence[code] += value
+                    if value > best.get(code, (0.0, False))[0]:
+                        best[code] = (value, is_context)
+            for code, (value, is_context) in best.items():
+                (context if is_context else evidence)[code] += value
         for left, right in itertools.pairwise(terms):
-            bonus: dict[str, float] = {}
+            bonus: dict[str, tuple[float, bool]] = {}
             for a, _ in left:
                 for b, _ in right:
+                    is_context = a in self._context or b in self._context
                     for code in self._pairs.get((a, b), ()):
                         value = _PAIR_BONUS * min(self._idf[a], self._idf[b])
-                        bonus[code] = max(bonus.get(code, 0.0), value)
-            for code, value in bonus.items():
-                evidence[code] += value
+                        if value > bonus.get(code, (0.0, False))[0]:
+                            bonus[code] = (value, is_context)
+            for code, (value, is_context) in bonus.items():
+                (context if is_context else evidence)[code] += value
+        # A place alone may name the service ("the crossing lights"); beside other evidence
+        # it only says where.
+        top = max(evidence.values(), default=0.0)
+        for code, value in context.items():
+            if top < _CONTEXT_FLOOR:
+                scale = 1.0
+            else:
+                support = evidence.get(code, 0.0) / top
+                scale = _CONTEXT_WEIGHT + (1 - _CONTEXT_WEIGHT) * support * support
+            evidence[code] += scale * value
         return evidence
 
     def match(self, transcript: str) -> MatchResult:
