@@ -26,6 +26,7 @@ ALTER TABLE calls ADD COLUMN IF NOT EXISTS transcript text;
 
 CREATE INDEX IF NOT EXISTS calls_caller_idx ON calls (caller_number, arrived_at DESC);
 CREATE INDEX IF NOT EXISTS calls_arrived_idx ON calls (arrived_at DESC);
+CREATE INDEX IF NOT EXISTS calls_uniqueid_idx ON calls (asterisk_uniqueid);
 
 -- Every step of a call, in order: the record above is the summary, this is the trail.
 CREATE TABLE IF NOT EXISTS call_events (

@@ -119,6 +119,15 @@ class CallStore:
     async def get_call(self, call_id: uuid.UUID) -> dict[str, Any] | None:
         return _row(await self._pool.fetchrow("SELECT * FROM calls WHERE id = $1", call_id))
 
+    async def call_by_uniqueid(self, asterisk_uniqueid: str) -> dict[str, Any] | None:
+        """The record of the call on this Asterisk channel (the newest, should ids repeat)."""
+        return _row(
+            await self._pool.fetchrow(
+                "SELECT * FROM calls WHERE asterisk_uniqueid = $1 ORDER BY arrived_at DESC LIMIT 1",
+                asterisk_uniqueid,
+            )
+        )
+
     async def call_events(self, call_id: uuid.UUID) -> list[dict[str, Any]]:
         rows = await self._pool.fetch(
             "SELECT at, kind, detail FROM call_events WHERE call_id = $1 ORDER BY id", call_id

@@ -14,7 +14,7 @@ import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from aiohttp import web
 
 from acd import http as acd_http
 from acd.callbacks import CallbackDialer
-from acd.devices import DeviceTracker
+from acd.devices import WEB_PHONE_SUFFIX, DeviceTracker
 from acd.engine import Engine
 from acd.service import AcdService
 from acd.service_level import ServiceLevelWindows
@@ -61,9 +61,13 @@ from pbx.asterisk import (
     find_asterisk,
     reload_agents,
 )
+from pbx.queue_log import QueuedCall, queue_calls
 from recordings.service import RecordingCollector
 
 log = structlog.get_logger(__name__)
+
+# The dial plan's last resort (asterisk-conf/queues.conf) when this process cannot take a call.
+FALLBACK_QUEUE = "cityline-fallback"
 
 SCHEMA_FILES = [
     ("cases", PROJECT_DIR / "cases" / "schema.sql"),
@@ -200,6 +204,8 @@ class CityLine:
             send_pop=self.desktops.send_pop,
             ring_timeout_seconds=s.ring_timeout_seconds,
         )
+        await self._recover_recordings(recordings)
+        await self._recover_fallback_calls()
         self.acd.handle_callbacks(self.callbacks.on_offer)
         self.ami.add_listener(self.callbacks.on_ami_event)
         self._running.stops.append(self.callbacks.drain)
@@ -371,6 +377,74 @@ class CityLine:
         await reload_agents(self.ami)
         if agent.role == "agent":
             self.acd.upsert_agent(agent.name, agent.skills)
+
+    async def _recover_recordings(self, recordings: RecordingCollector) -> None:
+        """Recordings a stopped or crashed run left in the spool go to the archive and onto
+        their call records; nothing recorded is lost to a restart."""
+        assert self.calls is not None
+        for call_id, source in await recordings.leftovers():
+            try:
+                stored = await recordings.archive(call_id, source)
+                call = await self.calls.get_call(uuid.UUID(call_id))
+                if call is not None and not call.get("recording_path"):
+                    await self.calls.update_call(uuid.UUID(call_id), recording_path=stored)
+                    await self.calls.add_event(uuid.UUID(call_id), "recording_recovered")
+                log.warning("recording_recovered", call_id=call_id, path=stored,
+                            known_call=call is not None)  # fmt: skip
+            except Exception:
+                log.exception("recording_recovery_failed", call_id=call_id, path=str(source))
+
+    async def _recover_fallback_calls(self) -> None:
+        """Calls the fallback queue took while this process was gone (so no AMI event reached
+        us) get their records from app_queue's queue_log; calls we already know are left be."""
+        assert self.asterisk is not None and self.calls is not None
+        path = self.asterisk.queue_log_path
+        if not await asyncio.to_thread(path.is_file):
+            return
+        text = await asyncio.to_thread(path.read_text, "utf-8", "replace")
+        recovered = 0
+        for queued in queue_calls(text.splitlines(), FALLBACK_QUEUE):
+            try:
+                recovered += await self._record_queued_call(queued)
+            except Exception:
+                log.exception("fallback_recovery_failed", uniqueid=queued.uniqueid)
+        if recovered:
+            log.warning("fallback_calls_recovered", calls=recovered, source=str(path))
+
+    async def _record_queued_call(self, queued: QueuedCall) -> int:
+        assert self.calls is not None
+        known = await self.calls.call_by_uniqueid(queued.uniqueid)
+        if known is not None and known.get("ended_at") is not None:
+            return 0
+        if known is None:
+            call_id = uuid.uuid4()
+            await self.calls.create_call(
+                call_id,
+                asterisk_uniqueid=queued.uniqueid,
+                caller_number=queued.caller,
+                arrived_at=datetime.fromtimestamp(queued.entered_at, UTC),
+            )
+        else:
+            call_id = known["id"]
+        fields: dict[str, Any] = {
+            "outcome": queued.outcome,
+            "queued_at": datetime.fromtimestamp(queued.entered_at, UTC),
+        }
+        if queued.member is not None:
+            endpoint = queued.member.removeprefix("PJSIP/").removesuffix(WEB_PHONE_SUFFIX)
+            fields["agent"] = self._agent_for_endpoint(endpoint) or endpoint
+        if queued.answered_at is not None:
+            fields["answered_at"] = datetime.fromtimestamp(queued.answered_at, UTC)
+        if queued.wait_seconds is not None:
+            fields["wait_seconds"] = queued.wait_seconds
+            fields["answered_within_target"] = queued.answered_at is not None and (
+                queued.wait_seconds <= self.settings.answer_target_seconds
+            )
+        if queued.ended_at is not None:
+            fields["ended_at"] = datetime.fromtimestamp(queued.ended_at, UTC)
+        await self.calls.update_call(call_id, **fields)
+        await self.calls.add_event(call_id, "recovered_from_queue_log", {"outcome": queued.outcome})
+        return 1
 
     def _pop_for_transfer(self, call_id: str, target: str) -> None:
         """A colleague who takes a transferred call sees what the first agent saw."""

@@ -199,6 +199,8 @@ class AsteriskInstance:
             raise AsteriskError(f"run_dir {self.run_dir} must be inside the sandbox {self.root}")
         self.etc_dir = self.run_dir / "etc"
         self.log_path = self.run_dir / "asterisk.log"
+        # app_queue's own log (logger.conf's default queue_log), kept across restarts
+        self.queue_log_path = self.run_dir / "log" / "queue_log"
         self.sounds_dir = self.run_dir / "sounds"  # host path; the service copies its prompts here
         self._proc: asyncio.subprocess.Process | None = None
         self._log = log.bind(instance=self.run_dir.name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +48,27 @@ class RecordingCollector:
         target = self._archive / day / f"{call_id}.wav"
         await asyncio.to_thread(_move, source, target)
         log.info("recording_stored", path=str(target))
+        return str(target)
+
+    async def leftovers(self) -> list[tuple[str, Path]]:
+        """Recordings still in the spool: (call id, file). Called at start-up, before any call,
+        they are the ones a stopped or crashed process never moved."""
+        spool = self._host_path(self._spool)
+        files = await asyncio.to_thread(lambda: sorted(spool.glob("*.wav")))
+        found = []
+        for path in files:
+            try:
+                found.append((str(uuid.UUID(path.stem)), path))
+            except ValueError:
+                log.warning("recording_not_ours", path=str(path))
+        return found
+
+    async def archive(self, call_id: str, source: Path) -> str:
+        """Move a finished recording into the archive, under the day it was last written."""
+        mtime = await asyncio.to_thread(lambda: source.stat().st_mtime)
+        day = datetime.fromtimestamp(mtime, UTC).strftime("%Y-%m-%d")
+        target = self._archive / day / f"{call_id}.wav"
+        await asyncio.to_thread(_move, source, target)
         return str(target)
 
     async def _settled(self, path: Path) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from typing import Any
 
 import aiohttp
@@ -12,6 +13,7 @@ import pytest
 from cityline.service import CityLine
 from cityline.simulated.sipp import call_with_keys
 from pbx.ami import AmiError
+from tests.conftest import CityFactory
 from tests.integration.test_call_flow import ENGLISH_ROADS
 from tests.integration.test_pbx_ami import _session_fds as session_fds
 from tests.support.checks import eventually, only_call
@@ -135,3 +137,39 @@ async def test_missing_prompt_files_never_cost_the_resident_the_call(
         assert (await only_call(city))["outcome"] == "answered"
     finally:
         await pia.leave()
+
+
+async def test_calls_the_fallback_queue_took_while_the_service_was_gone_get_records_at_restart(
+    make_city: CityFactory, http: aiohttp.ClientSession
+) -> None:
+    first = await make_city(instance_name=f"test-{uuid.uuid4().hex[:10]}")
+    ola = await AgentAtDesk(first, http, "ola", {"lang:pl": 3, "group:other": 3}).arrive()
+    try:
+        assert first.agi is not None and first.ami is not None
+        # As if our process had died: no AGI answers and no AMI event reaches anyone.
+        await first.agi.stop()
+        await first.ami.stop()
+        result = await call_with_keys(
+            first.settings.sip_port, [], caller="48600123123", hold_seconds=40, timeout=60
+        )
+        assert result.ok and result.hung_up_by == "pbx", result.errors
+        assert ola.phone is not None and len(ola.phone.answered) == 1
+        assert first.calls is not None and await first.calls.recent_calls() == []
+    finally:
+        await ola.leave()
+    await first.stop()
+
+    second = await make_city(instance_name=first.settings.instance_name)
+    call = await only_call(second)
+    assert (call["outcome"], call["agent"], call["caller_number"]) == (
+        "fallback", "ola", "48600123123",
+    )
+    assert call["answered_at"] is not None and call["ended_at"] is not None
+    assert call["answered_within_target"] is True
+    assert second.calls is not None
+    kinds = [e["kind"] for e in await second.calls.call_events(call["id"])]
+    assert kinds == ["arrived", "recovered_from_queue_log"]
+    # A second restart does not record it twice.
+    await second.stop()
+    third = await make_city(instance_name=first.settings.instance_name)
+    assert third.calls is not None and len(await third.calls.recent_calls()) == 1
