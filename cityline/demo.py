@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import random
@@ -27,7 +26,7 @@ from typing import IO, TYPE_CHECKING, Any
 import aiohttp
 import structlog
 
-from cityline.simulated.agents import SimulatedAgent, SimulatedAgentError
+from cityline.simulated.agents import SimulatedAgent, SimulatedAgentError, cancel_and_wait
 from cityline.simulated.sipp import call_with_keys
 from cityline.simulated.traffic import (
     GROUP_MIX,
@@ -496,11 +495,7 @@ class Demo:
 
     async def stop(self) -> None:
         """Residents first (their sipp processes), then the simulated agents. Never raises."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self._tasks)
         await self._cut_calls()
         await asyncio.gather(*(agent.stop() for agent in self.agents), return_exceptions=True)
         if self._http is not None:

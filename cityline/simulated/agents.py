@@ -12,6 +12,7 @@ import contextlib
 import json
 import random
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,16 @@ BACK_TO_READY_SECONDS = 3.0
 RTP_PORTS_PER_PHONE = 40
 LOG_OUT_WITHIN_SECONDS = 5.0
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=15)
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel the tasks and wait until each has finished; whatever they raise is dropped."""
+    pending = list(tasks)
+    for task in pending:
+        task.cancel()
+    for task in pending:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
 
 
 class SimulatedAgentError(RuntimeError):
@@ -114,11 +125,7 @@ class SimulatedAgent:
 
     async def stop(self) -> None:
         """Hang up and unregister the phone, then log out. Never raises."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self._tasks)
         if self.phone is not None:
             await asyncio.to_thread(self.phone.stop)
         if self.token:

@@ -37,6 +37,15 @@ async def log_in(page: Page, city: CityLine, name: str, password: str = PASSWORD
     await page.click("#login-submit")
 
 
+async def ready_at_desk(page: Page, city: CityLine, name: str) -> None:
+    """Log in, wait for the browser phone to register, press Ready."""
+    await log_in(page, city, name)
+    await expect(page.locator("#phone-badge")).to_have_attribute(
+        "data-phone", "on", timeout=15_000
+    )
+    await page.click("#ready")
+
+
 def acd_state(city: CityLine, agent: str) -> dict:
     assert city.acd is not None
     return city.acd.agent_view(agent)
@@ -149,11 +158,7 @@ async def test_what_the_resident_said_is_on_the_desk_and_in_the_saved_case(
     await create_account(city, http, "zosia")
     async with chromium() as browser:
         _ctx, page = await new_page(browser)
-        await log_in(page, city, "zosia")
-        await expect(page.locator("#phone-badge")).to_have_attribute(
-            "data-phone", "on", timeout=15_000
-        )
-        await page.click("#ready")
+        await ready_at_desk(page, city, "zosia")
         said = korean(STREET_LIGHT_OUT, tmp_path)
         caller = asyncio.create_task(
             call_with_keys(
@@ -200,11 +205,7 @@ async def test_the_browser_agent_transfers_the_caller_to_a_colleague(
     try:
         async with chromium() as browser:
             _, page = await new_page(browser)
-            await log_in(page, city, "iga")
-            await expect(page.locator("#phone-badge")).to_have_attribute(
-                "data-phone", "on", timeout=15_000
-            )
-            await page.click("#ready")
+            await ready_at_desk(page, city, "iga")
             caller = asyncio.create_task(
                 call_with_keys(city.settings.sip_port, POLISH_ROADS, hold_seconds=40)
             )
