@@ -147,18 +147,28 @@ class CityLine:
     async def _start_asterisk(self, agents: list[Agent]) -> None:
         s = self.settings
         self.asterisk = self._asterisk_instance()
-        self.asterisk.render_config()
+        # A run of ours that died leaves its Asterisk serving residents (fallback queue): we take
+        # it over rather than cut those calls, unless it listens elsewhere than configured now.
+        survivor = self.asterisk.survivor()
+        adopted = survivor is not None and self.asterisk.adopt(survivor)
+        if survivor is not None and not adopted:
+            await self.asterisk.stop_survivor(survivor)
+        if not adopted:
+            self.asterisk.render_config()
         self.asterisk.write_agents([AgentEndpoint(a.sip_endpoint, a.sip_secret) for a in agents])
         await asyncio.to_thread(
             render_prompts, self.catalogue, s.cache_dir / "prompts", self.asterisk.sounds_dir
         )
-        await self.asterisk.start()
+        if not adopted:
+            await self.asterisk.start()
         self._running.stops.append(self.asterisk.stop)
 
         ast = self.asterisk.settings
         self.ami = AmiLink("127.0.0.1", ast.ami_port, ast.ami_username, ast.ami_secret)
         await self.ami.start()
         self._running.stops.append(self.ami.stop)
+        if adopted:
+            await reload_agents(self.ami)  # agents created while we were gone
 
     async def _start_acd(self, agents: list[Agent]) -> None:
         s = self.settings

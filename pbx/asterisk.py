@@ -203,6 +203,7 @@ class AsteriskInstance:
         self.queue_log_path = self.run_dir / "log" / "queue_log"
         self.sounds_dir = self.run_dir / "sounds"  # host path; the service copies its prompts here
         self._proc: asyncio.subprocess.Process | None = None
+        self._adopted: int | None = None  # an Asterisk a previous run of ours left running
         self._log = log.bind(instance=self.run_dir.name)
 
     # -- paths ------------------------------------------------------------------------------
@@ -228,11 +229,64 @@ class AsteriskInstance:
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
+        return self._proc.pid if self._proc is not None else self._adopted
 
     @property
     def running(self) -> bool:
+        if self._adopted is not None:
+            return _alive(self._adopted)
         return self._proc is not None and self._proc.returncode is None
+
+    # -- a survivor of a run that died --------------------------------------------------------
+
+    @property
+    def _pid_file(self) -> Path:
+        return self.run_dir / "cityline-asterisk.pid"
+
+    def survivor(self) -> int | None:
+        """The Asterisk of this instance that a run of ours which died left running, if any.
+
+        It goes on serving residents through the dial plan's fallback queue meanwhile.
+        """
+        try:
+            pid = int(self._pid_file.read_text())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            return None
+        return pid if self.asterisk_path(self.etc_dir / "asterisk.conf") in cmdline else None
+
+    def adopt(self, pid: int) -> bool:
+        """Take over a survivor running exactly the configuration we would give it (same ports,
+        dial plan, everything but the agents): its calls go on, and we reach it with the AMI
+        secret it was started with. Anything else is for a fresh start."""
+        secret = _manager_secret(self.etc_dir / "manager.conf", self.settings.ami_username)
+        if not secret:
+            return False
+        fresh_secret, self.settings.ami_secret = self.settings.ami_secret, secret
+        if not self._config_on_disk_matches():
+            self.settings.ami_secret = fresh_secret
+            return False
+        self._adopted = pid
+        self._log.warning("asterisk_adopted", pid=pid, reason="left running by a run that died")
+        return True
+
+    def _config_on_disk_matches(self) -> bool:
+        values = self.template_values()
+        try:
+            for template in self.settings.conf_template_dir.glob("*.conf"):
+                on_disk = (self.etc_dir / template.name).read_text()
+                if on_disk != render_template(template.read_text(), values):
+                    return False
+            dialplan = (self.settings.dialplan_dir / "extensions.conf").read_text()
+            return (self.etc_dir / "extensions.conf").read_text() == dialplan
+        except OSError:
+            return False
+
+    async def stop_survivor(self, pid: int, timeout: float = 5.0) -> None:
+        """A survivor we cannot adopt (its ports differ from this configuration) is stopped."""
+        self._log.warning("asterisk_survivor_stopped", pid=pid)
+        await _terminate(pid, timeout)
+        self._pid_file.unlink(missing_ok=True)
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -372,10 +426,17 @@ class AsteriskInstance:
                     f"within {timeout}s:\n{self.log_tail()}"
                 )
             await asyncio.sleep(0.05)
+        self._pid_file.write_text(str(self._proc.pid))
         self._log.info("asterisk_started", pid=self._proc.pid)
 
     async def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM our Asterisk, then SIGKILL if it has not gone after `timeout` seconds."""
+        self._pid_file.unlink(missing_ok=True)
+        if self._adopted is not None:
+            pid, self._adopted = self._adopted, None
+            await _terminate(pid, timeout)
+            self._log.info("asterisk_stopped", pid=pid, adopted=True)
+            return
         proc, self._proc = self._proc, None
         if proc is None or proc.returncode is not None:
             return
@@ -418,6 +479,40 @@ def _write_private(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as f:
         f.write(text)
     os.replace(tmp, path)
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def _terminate(pid: int, timeout: float) -> None:
+    """SIGTERM a process that is not our child, then SIGKILL if it outlives `timeout`."""
+    for sig in (signal.SIGCONT, signal.SIGTERM):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+    for _ in range(max(1, round(timeout / 0.05))):
+        if not _alive(pid):
+            return
+        await asyncio.sleep(0.05)
+    if _alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _manager_secret(path: Path, username: str) -> str | None:
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    section = re.search(rf"^\[{re.escape(username)}\]\s*$(.*?)(?=^\[|\Z)", text,
+                        re.MULTILINE | re.DOTALL)  # fmt: skip
+    secret = re.search(r"^secret\s*=\s*(\S+)", section.group(1), re.MULTILINE) if section else None
+    return secret.group(1) if secret else None
 
 
 async def _port_open(host: str, port: int) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -173,3 +174,61 @@ async def test_calls_the_fallback_queue_took_while_the_service_was_gone_get_reco
     await second.stop()
     third = await make_city(instance_name=first.settings.instance_name)
     assert third.calls is not None and len(await third.calls.recent_calls()) == 1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def test_a_restart_takes_over_the_asterisk_a_dead_run_left_serving_residents(
+    make_city: CityFactory, http: aiohttp.ClientSession
+) -> None:
+    name = f"test-{uuid.uuid4().hex[:10]}"
+    first = await make_city(instance_name=name)
+    assert first.asterisk is not None
+    survivor = first.asterisk.pid
+    assert survivor is not None
+    # Our process dies; its Asterisk (in a session of its own) does not, and keeps taking calls.
+    first._running.stops.remove(first.asterisk.stop)
+    await first.stop()
+    assert _alive(survivor)
+
+    s = first.settings
+    same_ports = {
+        "sip_port": s.sip_port, "ami_port": s.ami_port, "agi_port": s.agi_port,
+        "asterisk_http_port": s.asterisk_http_port, "rtp_start": s.rtp_start,
+        "rtp_end": s.rtp_end,
+    }  # fmt: skip
+    second = await make_city(instance_name=name, **same_ports)
+    assert second.asterisk is not None and second.asterisk.pid == survivor  # taken over
+    # ... and it serves the new run: an agent made now registers, a resident reaches them.
+    pia = await AgentAtDesk(second, http, "pia", {"lang:pl": 3, "group:other": 3}).arrive()
+    try:
+        result = await call_with_keys(
+            second.settings.sip_port, [(1.0, "1"), (1.5, "4")], hold_seconds=30
+        )
+        assert result.ok, result.errors
+        call = await only_call(second)
+        assert (call["outcome"], call["agent"]) == ("answered", "pia")
+    finally:
+        await pia.leave()
+    await second.stop()
+    assert not _alive(survivor)
+
+
+async def test_a_survivor_on_other_ports_is_stopped_and_a_fresh_asterisk_started(
+    make_city: CityFactory,
+) -> None:
+    name = f"test-{uuid.uuid4().hex[:10]}"
+    first = await make_city(instance_name=name)
+    assert first.asterisk is not None and first.asterisk.pid is not None
+    survivor = first.asterisk.pid
+    first._running.stops.remove(first.asterisk.stop)
+    await first.stop()
+    second = await make_city(instance_name=name)  # new ports: the survivor cannot be reused
+    assert second.asterisk is not None and second.asterisk.pid not in (None, survivor)
+    assert not _alive(survivor)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import configparser
+import dataclasses
+import os
 from pathlib import Path
 
 import pytest
@@ -217,3 +219,38 @@ def test_error_responses_raise() -> None:
                 }
             ),
         )
+
+
+def _same_instance(instance: AsteriskInstance, **changes: object) -> AsteriskInstance:
+    """The next run's view of the same instance: a fresh AMI secret, maybe other settings."""
+    settings = dataclasses.replace(instance.settings, ami_secret="fresh-secret", **changes)  # type: ignore[arg-type]
+    return AsteriskInstance(settings)
+
+
+def test_a_survivor_running_this_configuration_is_adopted_with_its_own_secret(
+    instance: AsteriskInstance,
+) -> None:
+    instance.render_config()
+    started_with = instance.settings.ami_secret
+    next_run = _same_instance(instance)
+    assert next_run.adopt(os.getpid()) is True
+    assert next_run.settings.ami_secret == started_with  # AMI reaches it as before
+    assert next_run.pid == os.getpid() and next_run.running
+
+
+def test_a_survivor_with_other_ports_or_dial_plan_is_not_adopted(
+    instance: AsteriskInstance,
+) -> None:
+    instance.render_config()
+    moved = _same_instance(instance, agi_port=24573)
+    assert moved.adopt(os.getpid()) is False
+    assert moved.settings.ami_secret == "fresh-secret" and moved.pid is None
+    (instance.etc_dir / "extensions.conf").write_text("; an older dial plan\n")
+    assert _same_instance(instance).adopt(os.getpid()) is False
+
+
+def test_no_pid_file_or_someone_elses_process_is_no_survivor(instance: AsteriskInstance) -> None:
+    instance.render_config()
+    assert instance.survivor() is None
+    (instance.run_dir / "cityline-asterisk.pid").write_text(str(os.getpid()))
+    assert instance.survivor() is None  # this process is not that Asterisk
