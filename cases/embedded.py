@@ -203,8 +203,9 @@ class EmbeddedPostgres:
 
     ``async with EmbeddedPostgres(path) as pg: pg.dsn`` or ``dsn = await pg.start()`` /
     ``await pg.stop()``. ``stop`` stops only a server this object started; if a live server
-    already runs from the data directory (left over by a crashed process) it is reused and
-    left running.
+    already runs from the data directory it is reused and left running, unless
+    ``take_over_leftover``: a caller that knows no other process of its own can be using the
+    directory (the one CityLine service of a state directory) then stops it like its own.
     """
 
     def __init__(
@@ -217,8 +218,10 @@ class EmbeddedPostgres:
         bin_dir: Path | None = None,
         settings: Mapping[str, str] | None = None,
         start_timeout: float = 60.0,
+        take_over_leftover: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir).absolute()
+        self.take_over_leftover = take_over_leftover
         self.port = port
         self.database = database
         self.settings = dict(settings or {})
@@ -266,6 +269,8 @@ class EmbeddedPostgres:
                     data_dir=str(self.data_dir),
                 )
                 port = running[1]
+                if self.take_over_leftover:
+                    self._pid = running[0]
             else:
                 await asyncio.to_thread(clear_stale_lock, self.data_dir)
                 port = await self._start_server(bin_dir)

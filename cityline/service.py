@@ -132,7 +132,11 @@ class CityLine:
 
     async def _start_database(self) -> asyncpg.Pool:
         if not self.dsn:
-            embedded = EmbeddedPostgres(self.settings.state_dir / "postgres")
+            # Only one service runs per state directory (cityline.pid): a live server there
+            # was left by a run of ours that died, and is ours to stop.
+            embedded = EmbeddedPostgres(
+                self.settings.state_dir / "postgres", take_over_leftover=True
+            )
             self.dsn = await embedded.start()
             self._running.stops.append(embedded.stop)
             log.info("embedded_postgres_started", dsn=redact(self.dsn))

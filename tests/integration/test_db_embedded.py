@@ -97,6 +97,19 @@ async def test_second_handle_reuses_a_running_server_and_does_not_stop_it(
         await conn.close()
 
 
+async def test_a_server_left_by_a_dead_owner_can_be_taken_over_and_stopped(
+    state_dir: Path,
+) -> None:
+    leftover = EmbeddedPostgres(state_dir / "pg")
+    await leftover.start()  # its owner then dies without stopping it
+    heir = EmbeddedPostgres(state_dir / "pg", take_over_leftover=True)
+    assert await heir.start() == leftover.dsn
+    assert heir.pid == leftover.pid
+    await heir.stop()
+    with pytest.raises(OSError):
+        await asyncpg.connect(leftover.dsn, timeout=3)
+
+
 async def test_restarts_after_the_server_was_killed(state_dir: Path) -> None:
     pg = EmbeddedPostgres(state_dir / "pg")
     await pg.start()
