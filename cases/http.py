@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import structlog
 from aiohttp import web
 
 from cases.store import CallStore, CaseError, CaseStore
@@ -29,6 +30,7 @@ AUTHENTICATE: web.AppKey[Authenticate] = web.AppKey("authenticate")
 CALLS = web.AppKey("calls", CallStore)
 CASES = web.AppKey("cases", CaseStore)
 
+log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
 
 
@@ -114,7 +116,11 @@ async def create_case(request: web.Request) -> web.Response:
             caller_number=text_field(body, "caller_number", max_len=40, required=False) or None,
         )
     except CaseError as exc:
+        log.info("case_refused", call_id=str(call_id) if call_id else None, by=who.name,
+                 error=str(exc))  # fmt: skip
         raise json_error(422, str(exc)) from exc
+    log.info("case_created", call_id=str(call_id) if call_id else None, case_id=case["id"],
+             service=case["service_code"], department=case["department"], by=who.name)  # fmt: skip
     return to_json(case, status=201)
 
 
@@ -142,6 +148,7 @@ async def link_call(request: web.Request) -> web.Response:
         case = await request.app[CASES].link_call(_case_id(request), call_id, who.name)
     except CaseError as exc:
         raise json_error(404, str(exc)) from exc
+    log.info("call_linked_to_case", call_id=str(call_id), case_id=case["id"], by=who.name)
     return to_json(case)
 
 
