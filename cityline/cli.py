@@ -59,8 +59,10 @@ async def _run(settings: Settings, demo_options: DemoOptions | None = None) -> i
         print(
             "  Agents: create one with\n"
             "    cityline agent add NAME --password ... --skills lang:pl=5,group:roads=3\n"
-            "  register a SIP phone with the returned username/password; dial 19115 from "
-            "another.\n  Ctrl-C or `cityline stop` stops everything.\n",
+            "  then log in at the desk page (its browser phone rings), or register a SIP phone\n"
+            "  with the returned username/password; dial 19115 from another phone.\n"
+            "  Supervisors (--role supervisor) log in at the wallboard page.\n"
+            "  Ctrl-C or `cityline stop` stops everything.\n",
             file=sys.stderr,
         )
     try:
