@@ -22,7 +22,7 @@ from tests.support.desk import (
     base_url,
     create_account,
 )
-from tests.support.speech import STREET_LIGHT_OUT, korean, speech_city, speech_test
+from tests.support.speech import STREET_LIGHT_OUT, korean, speech_city
 
 pytestmark = pytest.mark.integration
 
@@ -150,7 +150,6 @@ async def test_browser_softphone_answers_a_real_call_and_saves_the_case(
             raise
 
 
-@speech_test
 async def test_what_the_resident_said_is_on_the_desk_and_in_the_saved_case(
     make_city: CityFactory, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:

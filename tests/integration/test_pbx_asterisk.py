@@ -13,6 +13,7 @@ import pytest
 from pbx.ami import AmiLink, AmiMessage
 from pbx.asterisk import AgentEndpoint, AsteriskInstance, reload_agents
 from tests.support.asterisk import ami_link, free_port, running_asterisk
+from tests.support.requirements import require
 
 pytestmark = pytest.mark.integration
 
@@ -119,11 +120,11 @@ async def _wait_for_event(events: list[AmiMessage], name: str, within: float) ->
     raise AssertionError(f"no {name} event within {within}s: {[e.get('Event') for e in events]}")
 
 
-@pytest.mark.skipif(SIPP is None, reason="sipp (Debian sip-tester) is not installed")
 @pytest.mark.parametrize("service", ["closes", "absent"])
 async def test_call_reaches_agi_then_falls_back_to_queue(
     asterisk: AsteriskInstance, ami: AmiLink, agi_port: int, service: str
 ) -> None:
+    require(SIPP, "sipp (Debian sip-tester)")
     headers: list[bytes] = []
 
     async def agi_that_gives_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -18,9 +18,9 @@ from cityline.simulated.sipp import call_with_keys
 from tests.conftest import CityFactory
 from tests.support.checks import only_call
 from tests.support.desk import AgentAtDesk
-from tests.support.speech import korean, needs_speech, speech_city
+from tests.support.speech import korean, speech_city
 
-pytestmark = [pytest.mark.integration, *needs_speech]
+pytestmark = pytest.mark.integration
 
 
 async def test_what_the_resident_says_becomes_the_service_on_the_agents_screen(

