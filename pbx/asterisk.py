@@ -234,7 +234,7 @@ class AsteriskInstance:
     @property
     def running(self) -> bool:
         if self._adopted is not None:
-            return _alive(self._adopted)
+            return process_alive(self._adopted)
         return self._proc is not None and self._proc.returncode is None
 
     # -- a survivor of a run that died --------------------------------------------------------
@@ -481,7 +481,7 @@ def _write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """The process exists and is not a zombie waiting to be reaped."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -496,10 +496,10 @@ async def _terminate(pid: int, timeout: float) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
     for _ in range(max(1, round(timeout / 0.05))):
-        if not _alive(pid):
+        if not process_alive(pid):
             return
         await asyncio.sleep(0.05)
-    if _alive(pid):
+    if process_alive(pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 

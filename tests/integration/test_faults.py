@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -14,6 +13,7 @@ import pytest
 from cityline.service import CityLine
 from cityline.simulated.sipp import call_with_keys
 from pbx.ami import AmiError
+from pbx.asterisk import process_alive
 from tests.conftest import CityFactory
 from tests.integration.test_call_flow import ENGLISH_ROADS
 from tests.integration.test_pbx_ami import _session_fds as session_fds
@@ -176,14 +176,6 @@ async def test_calls_the_fallback_queue_took_while_the_service_was_gone_get_reco
     assert third.calls is not None and len(await third.calls.recent_calls()) == 1
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 async def test_a_restart_takes_over_the_asterisk_a_dead_run_left_serving_residents(
     make_city: CityFactory, http: aiohttp.ClientSession
 ) -> None:
@@ -195,7 +187,7 @@ async def test_a_restart_takes_over_the_asterisk_a_dead_run_left_serving_residen
     # Our process dies; its Asterisk (in a session of its own) does not, and keeps taking calls.
     first._running.stops.remove(first.asterisk.stop)
     await first.stop()
-    assert _alive(survivor)
+    assert process_alive(survivor)
 
     s = first.settings
     same_ports = {
@@ -217,7 +209,7 @@ async def test_a_restart_takes_over_the_asterisk_a_dead_run_left_serving_residen
     finally:
         await pia.leave()
     await second.stop()
-    assert not _alive(survivor)
+    assert not process_alive(survivor)
 
 
 async def test_a_survivor_on_other_ports_is_stopped_and_a_fresh_asterisk_started(
@@ -231,4 +223,4 @@ async def test_a_survivor_on_other_ports_is_stopped_and_a_fresh_asterisk_started
     await first.stop()
     second = await make_city(instance_name=name)  # new ports: the survivor cannot be reused
     assert second.asterisk is not None and second.asterisk.pid not in (None, survivor)
-    assert not _alive(survivor)
+    assert not process_alive(survivor)
