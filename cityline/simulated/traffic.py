@@ -198,13 +198,18 @@ def port_blocks(
     reserved: tuple[int, int], *, low: int = 20000, high: int = 60000, count: int = 2
 ) -> list[tuple[int, int]]:
     """`count` equal blocks of UDP ports in [low, high) clear of the `reserved` range
-    (Asterisk's RTP ports), so simulated callers and phones never take Asterisk's ports."""
-    size = (high - low) // (count + 1)
+    (Asterisk's RTP ports), so simulated callers and phones never take Asterisk's ports.
+
+    Cut from the free space on either side of `reserved`, wherever it falls."""
+    free = [(low, min(high, reserved[0])), (max(low, reserved[1] + 1), high)]
+    free = [(start, end) for start, end in free if end > start]
+    # With two free stretches, count + 2 shares always leave `count` whole blocks.
+    size = sum(end - start for start, end in free) // (count + 2)
     blocks = []
-    for start in range(low, high - size + 1, size):
-        end = start + size
-        if end <= reserved[0] or start > reserved[1]:
-            blocks.append((start, end))
+    for start, end in free:
+        while size > 0 and start + size <= end:
+            blocks.append((start, start + size))
+            start += size
     if len(blocks) < count:
         raise ValueError(f"no {count} port blocks free of {reserved} in {low}-{high}")
     return blocks[:count]

@@ -143,7 +143,7 @@ def test_case_notes_fit_the_group() -> None:
 
 
 def test_simulated_ports_keep_clear_of_asterisk_rtp() -> None:
-    for reserved in [(10000, 10999), (30000, 30400), (45000, 45400)]:
+    for reserved in [(10000, 10999), (30000, 30400), (45000, 45400), (33306, 33706)]:
         blocks = port_blocks(reserved)
         assert len(blocks) == 2
         for low, high in blocks:
