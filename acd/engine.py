@@ -495,6 +495,18 @@ class Engine:
             return True
         return self.policy.at_risk(
             now - call.enqueued_at, self._predicted_wait(call), self.target_seconds
+        ) and self._ready_on_wider_rung(call)
+
+    def _ready_on_wider_rung(self, call: _Call) -> bool:
+        """Whether an agent on a rung below the call's is ready now.
+
+        Stepping down only helps a call at risk when someone there can answer it now. With every
+        wider agent busy, it would only join those agents' own callers in the race for the next
+        free one, and be handled more slowly by a less skilled agent when it wins.
+        """
+        return any(
+            self._best_agent(self._rung_pool_ids(call.language, call.group, rung)) is not None
+            for rung in range(call.rung + 1, len(self.policy.ladder))
         )
 
     def _widen(self, call: _Call) -> None:
@@ -781,14 +793,28 @@ class Engine:
             if call is not None and call.state is CallState.WAITING and call.version == version:
                 self._widen(call)
                 self._dispatch_call(call, now, offers)
-        if self._widenable:
-            # Oldest first, so two calls widening into the same free agent are served in order.
-            candidates = sorted((self._calls[c] for c in self._widenable), key=lambda c: c.key)
-            for call in candidates:
-                if call.state is CallState.WAITING and self._should_widen(call, now):
-                    self._widen(call)
-                    self._dispatch_call(call, now, offers)
+        self._widen_at_risk(now, offers)
         return offers
+
+    def _widen_at_risk(self, now: float, offers: list[Offer]) -> None:
+        """Step down every waiting call whose target is at risk (target-driven policies)."""
+        if not self._widenable:
+            return
+        # Oldest first, so two calls widening into the same free agent are served in order.
+        candidates = sorted((self._calls[c] for c in self._widenable), key=lambda c: c.key)
+        # Queues with nobody ready below their rung; agents are only taken during a sweep.
+        nobody_ready: set[tuple[str, str, int]] = set()
+        for call in candidates:
+            if call.state is not CallState.WAITING:
+                continue
+            queue_rung = (call.language, call.group, call.rung)
+            if queue_rung in nobody_ready:
+                continue
+            if not self._ready_on_wider_rung(call):
+                nobody_ready.add(queue_rung)
+            elif self._should_widen(call, now):
+                self._widen(call)
+                self._dispatch_call(call, now, offers)
 
     def next_deadline(self) -> float | None:
         """Earliest time a timer needs tick(); target widening also wants a periodic tick."""
@@ -903,7 +929,10 @@ class Engine:
         elif due is not None:
             out["next_step"] = f"steps down at {due - now:.1f} s from now (fixed timer)"
         elif call.call_id in self._widenable:
-            out["next_step"] = f"steps down when waited + predicted wait > {self.target_seconds} s"
+            out["next_step"] = (
+                f"steps down when waited + predicted wait > {self.target_seconds} s"
+                " and an agent on a wider rung is ready"
+            )
         else:
             out["next_step"] = "strict queue: never widened"
         if call.state is CallState.CALLBACK_HOLD:

@@ -103,7 +103,10 @@ class FixedTimerWidening(WideningPolicy):
 class TargetDrivenWidening(WideningPolicy):
     """Step down when waited + predicted wait > target - headroom.
 
-    headroom leaves time for the ring itself and for the estimate being optimistic.
+    headroom leaves time for the ring itself and for the estimate being optimistic. The engine
+    steps a call down only while an agent on a wider rung is ready: with every wider agent busy,
+    widening answers no one sooner, it only adds slower, less skilled handling (in the city
+    scenario this saves one agent, 50 -> 49, and lowers p90 wait at equal staffing).
     """
 
     name = "target"

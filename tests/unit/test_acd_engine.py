@@ -256,6 +256,38 @@ def test_target_driven_keeps_call_when_experts_free_up_fast() -> None:
     assert e.tick(11.5) == [Offer("c", "novice", 1)]  # 10.5 + 5 > 15
 
 
+def test_target_driven_waits_at_its_rung_while_every_wider_agent_is_busy() -> None:
+    e = Engine(widening=TargetDrivenWidening(LADDER), expected_handle_seconds=240)
+    ready_agent(e, "x", PL_ROADS, 0)
+    ready_agent(e, "waste", PL_WASTE, 0)
+    e.enqueue("own", language="pl", group="roads", now=0)  # x takes it
+    e.enqueue("other", language="pl", group="waste", now=0)  # waste takes it
+    # At risk (240 s predicted) but nobody wider is ready: joining the waste agent's queue
+    # would not answer it sooner, so the call keeps its rung.
+    assert e.enqueue("c", language="pl", group="roads", now=1) == []
+    assert e.tick(10) == [] and e.call_info("c").rung == 0
+    assert "an agent on a wider rung is ready" in e.explain("c", 10)["next_step"]
+    # The waste agent frees up with nothing of its own waiting: at the next tick the call
+    # steps down to it.
+    e.answered("other", 2)
+    assert e.call_ended("other", 11) == []
+    assert e.tick(11.5) == [Offer("c", "waste", 3)]
+    e.check_invariants()
+
+
+def test_a_freed_agent_serves_its_own_queue_before_a_call_at_risk_elsewhere() -> None:
+    e = Engine(widening=TargetDrivenWidening(LADDER), expected_handle_seconds=240)
+    ready_agent(e, "x", PL_ROADS, 0)
+    ready_agent(e, "waste", PL_WASTE, 0)
+    e.enqueue("own", language="pl", group="roads", now=0)
+    e.enqueue("other", language="pl", group="waste", now=0)
+    e.enqueue("roads-late", language="pl", group="roads", now=1)
+    e.enqueue("waste-next", language="pl", group="waste", now=2)
+    e.answered("other", 2)
+    assert e.call_ended("other", 12) == [Offer("waste-next", "waste", 0)]
+    assert e.call_info("roads-late").rung == 0
+
+
 def test_target_driven_walks_down_to_language_only() -> None:
     e = Engine(widening=TargetDrivenWidening(LADDER), neighbours={"roads": ["waste"]})
     ready_agent(e, "speaker", {"lang:pl": 3, "group:housing": 3}, 0)
