@@ -326,13 +326,15 @@ class CityLine:
         await audiosocket.start()
         self._running.stops.append(audiosocket.stop)
         log.info("speech_on", languages=sorted(pool.available_languages()))
-        return SpeechPath(
+        path = SpeechPath(
             audiosocket=audiosocket,
             pool=pool,
             prompts=PromptAudio(self.asterisk.sounds_dir),
             services=self.services,
             settings=SpeechSettings(open_question_grammar=s.open_question_grammar),
         )
+        await asyncio.to_thread(path.build_matchers)  # not on the loop that carries calls
+        return path
 
     def _asterisk_instance(self) -> AsteriskInstance:
         s = self.settings

@@ -21,9 +21,11 @@ Scoring
    words (fire/tire, lean/clean), so they are not matched fuzzily.
 4. Evidence for a service S:  E(S) = Σ_q max_t s(q, t) · w_S(t) · idf(t)
    + 0.5 · min(idf) for every adjacent pair of query terms that is also adjacent in one of
-   S's phrases or keywords. w_S(t) is 1.0 for a term of S's keywords or name, 0.5 for one
-   only in its phrases; idf(t) = ln(1 + N / df(t)) over the N services, so "ulica" or
-   "street" (in many services) counts little and "latarnia" or "pothole" counts a lot.
+   S's phrases, examples or keywords. w_S(t) is 1.0 for a term of S's keywords or name, 0.5
+   for one only in its phrases, and 0.5 · min(1, k / 2) for one only in k of its examples (a
+   word met once may be incidental). idf(t) = ln(1 + N / df(t)) over the N services, df
+   counting each service by min(1, w_S(t) / 0.5), so "ulica" or "street" (in many services)
+   counts little and "latarnia" or "pothole" counts a lot.
    Place and context words (crossing, intersection, bus stop, gate, school; przejście,
    skrzyżowanie, przystanek, brama) say where a problem is, not what it is. Their evidence
    (and that of any pair containing one) is kept apart as C(S). When the other evidence is
@@ -37,6 +39,10 @@ Scoring
    a group, `group` names it); confident if s1 >= 0.75 and r <= 0.55; confirm otherwise
    (the dialog reads the service back and asks yes/no). The thresholds were checked on the
    catalogue's own phrases, each matched with itself left out (leave-one-out).
+Examples: besides the catalogue's own phrases, each language ships a set of labelled resident
+utterances (ivr/intent_examples_<language>.json, about 25 per service, written as residents
+speak: symptoms rather than category names, inflected forms, recognition-like lower case). They
+are indexed like phrases. They never overlap the utterance sets the benchmark measures with.
 Special intents are checked before services: yes / no (the whole utterance is yes/no words
 and fillers), language choice (a short utterance naming a language) and agent (a word for an
 operator, or "talk to someone"), unless a service is matched confidently alongside it.
@@ -44,13 +50,17 @@ operator, or "talk to someone"), unless a service is matched confidently alongsi
 
 from __future__ import annotations
 
+import functools
 import itertools
+import json
 import math
 import re
 import unicodedata
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
 from cases.services import ServiceCatalogue, load_services
 
@@ -86,6 +96,27 @@ class Address:
     text: str  # as spoken, e.g. "ulicy Polnej 5"
     street: str
     number: str | None
+
+
+@dataclass(frozen=True)
+class Example:
+    """A labelled utterance: a service code, "agent", or None for one too vague to route."""
+
+    text: str
+    service_code: str | None
+
+
+EXAMPLES_DIR = Path(__file__).parent
+
+
+@functools.cache
+def load_examples(language: str) -> tuple[Example, ...]:
+    """The labelled utterances shipped for a language (none for a language without a file)."""
+    path = EXAMPLES_DIR / f"intent_examples_{language}.json"
+    if not path.exists():
+        return ()
+    rows = json.loads(path.read_text(encoding="utf-8"))
+    return tuple(Example(str(row["text"]), row["service_code"]) for row in rows)
 
 
 @dataclass(frozen=True)
@@ -234,16 +265,18 @@ _YES_NO_FILLER = {
 _AGENT_WORDS = _words(
     """agent agenta agentem agentka operator operatora operatorem operatorka konsultant
     konsultanta konsultantem konsultantka konsultantke konsultantki czlowiekiem czlowieka
-    human representative rep advisor adviser receptionist pracownikiem doradca doradcy"""
+    human representative rep advisor adviser receptionist pracownikiem doradca doradcy
+    switchboard"""
 )
 # A verb of talking or an adjective like "real", together with a word for a person.
 _AGENT_CUES = _words(
-    """rozmawiac porozmawiac polaczyc polacz mowic talk speak connect transfer put through
+    """rozmawiac porozmawiac polaczyc polacz polaczcie przelaczyc przelacz przelaczcie mowic
+    talk speak connect transfer put through
     pogadac real live actual prawdziwy prawdziwa prawdziwym zywy zywym poprosze"""
 )
 _AGENT_OBJECTS = _words(
     """kims ktos czlowiek osoba someone somebody person anyone anybody pracownik human
-    czlowiekiem obslugi obsluga"""
+    czlowiekiem obslugi obsluga staff"""
 )
 _LANGUAGE_WORDS = {
     "en": _words("english angielski angielsku angielskim inglisz anglais"),
@@ -399,12 +432,17 @@ def _trigrams(stem: str) -> frozenset[str]:
 
 
 def _edit_distance(a: str, b: str) -> int:
+    """Edits between two words, a swap of two neighbouring letters counting as one (lihgt)."""
+    before: list[int] = []
     previous = list(range(len(b) + 1))
     for i, ca in enumerate(a, 1):
         current = [i]
         for j, cb in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        previous = current
+            cost = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cost = min(cost, before[j - 2] + 1)
+            current.append(cost)
+        before, previous = previous, current
     return previous[-1]
 
 
@@ -418,14 +456,28 @@ _PAIR_BONUS = 0.5
 _CONTEXT_WEIGHT = 0.3
 _CONTEXT_FLOOR = 1.0
 _CACHE_SIZE = 4096
+EXAMPLE_RECURRENCE = 2  # examples of a service a word must recur in to count as a phrase's
 
 
 class IntentMatcher:
     """Matches transcripts in one language against the service catalogue (see module doc)."""
 
-    def __init__(self, catalogue: ServiceCatalogue, language: str) -> None:
+    def __init__(
+        self,
+        catalogue: ServiceCatalogue,
+        language: str,
+        examples: Sequence[Example] | None = None,
+    ) -> None:
+        """examples: labelled utterances indexed like phrases; None means the shipped ones.
+        Examples of services the catalogue does not have (or of "agent") are not indexed."""
         if language not in STEMMERS:
             raise ValueError(f"no stemmer for language {language!r}")
+        if examples is None:
+            examples = load_examples(language)
+        examples_of: dict[str, list[str]] = defaultdict(list)
+        for example in examples:
+            if example.service_code is not None:
+                examples_of[example.service_code].append(example.text)
         self.language = language
         self._stem = STEMMERS[language]
         self._stop = _STOP[language]
@@ -435,20 +487,40 @@ class IntentMatcher:
         for service in catalogue:
             strong = [*service.keywords[language], service.name[language]]
             for text in strong:
+                stems = self._content_stems(text)
                 # A word of a multi-word keyword ("recycling centre") is only part of it.
-                weight = 1.0 if len(self._content_stems(text)) <= 1 else _PART_WEIGHT
-                for term in self._index_terms(text, joined=True):
+                weight = 1.0 if len(stems) <= 1 else _PART_WEIGHT
+                for term in self._index_terms(text):
                     if weight > self._weights[term].get(service.code, 0.0):
                         self._weights[term][service.code] = weight
-            for text in service.phrases[language]:
-                for term in self._index_terms(text, joined=False):
-                    self._weights[term].setdefault(service.code, _PHRASE_WEIGHT)
-            for text in [*strong, *service.phrases[language]]:
-                stems = self._content_stems(text)
                 for a, b in itertools.pairwise(stems):
                     self._pairs[(a, b)].add(service.code)
+            for text in service.phrases[language]:
+                stems = self._content_stems(text)
+                for term in stems:
+                    self._weights[term].setdefault(service.code, _PHRASE_WEIGHT)
+                for a, b in itertools.pairwise(stems):
+                    self._pairs[(a, b)].add(service.code)
+            # A word in one example of a service may be incidental ("a branch leaning on the
+            # lamp post"); one that recurs across its examples is how residents name it.
+            seen_in: dict[str, int] = defaultdict(int)
+            for text in examples_of.get(service.code, ()):
+                stems = self._content_stems(text)
+                for term in set(stems):
+                    seen_in[term] += 1
+                for a, b in itertools.pairwise(stems):
+                    self._pairs[(a, b)].add(service.code)
+            for term, count in seen_in.items():
+                weight = _PHRASE_WEIGHT * min(1.0, count / EXAMPLE_RECURRENCE)
+                if weight > self._weights[term].get(service.code, 0.0):
+                    self._weights[term][service.code] = weight
         n = len(self._groups)
-        self._idf = {t: math.log(1 + n / len(s)) for t, s in self._weights.items()}
+        # Document frequency weighted the same way, so an incidental word elsewhere barely
+        # lowers a keyword's weight.
+        self._idf = {
+            t: math.log(1 + n / sum(min(1.0, w / _PHRASE_WEIGHT) for w in s.values()))
+            for t, s in self._weights.items()
+        }
         self._trigram_index: dict[str, list[str]] = defaultdict(list)
         self._gram_count: dict[str, int] = {}
         for term in self._weights:
@@ -467,10 +539,8 @@ class IntentMatcher:
             self._stem(t.word) for t in _tokens(text) if _is_word(t) and t.word not in self._stop
         ]
 
-    def _index_terms(self, text: str, *, joined: bool) -> set[str]:
+    def _index_terms(self, text: str) -> set[str]:
         terms = set(self._content_stems(text))
-        if not joined:
-            return terms
         # A keyword "street light" is also indexed as "streetlight": either spelling finds it.
         words = [t.word for t in _tokens(text) if _is_word(t) and t.word not in self._stop]
         for a, b in itertools.pairwise(words):
@@ -504,8 +574,8 @@ class IntentMatcher:
                 if min(len(stem), len(term)) < _FUZZY_MIN_LEN:
                     continue  # short stems: one letter off is another word (fire/tire)
                 dice = 2 * count / (len(grams) + self._gram_count[term])
-                if dice < 0.45:
-                    continue
+                if dice < 0.45 and abs(len(stem) - len(term)) > 1:
+                    continue  # a swap of two letters breaks most trigrams of a short word
                 edit = 1 - _edit_distance(stem, term) / max(len(stem), len(term))
                 sim = max(dice, edit)
                 if sim >= _FUZZY_MIN:

@@ -24,7 +24,7 @@ from cases.services import ServiceCatalogue
 from ivr.audiosocket import Audio, Dtmf
 from ivr.audiosocket_server import AudioSession, AudioSocketServer
 from ivr.fastagi import AgiChannel, AgiError, AgiHangup
-from ivr.intents import IntentMatcher, grammar_phrases
+from ivr.intents import STEMMERS, IntentMatcher, grammar_phrases
 from ivr.speech import Final, Partial, SpeechError, SpeechPool, SpeechSession
 from ivr.speech_dialog import (
     Event,
@@ -94,6 +94,11 @@ class SpeechPath:
 
     def speaks(self, language: str) -> bool:
         return language in self.pool.available_languages()
+
+    def build_matchers(self) -> None:
+        """Build the matcher of every language spoken, before calls: about 0.15 s each."""
+        for language in sorted(self.pool.available_languages() & STEMMERS.keys()):
+            self.matcher(language)
 
     def matcher(self, language: str) -> IntentMatcher:
         if language not in self._matchers:
