@@ -493,9 +493,12 @@ class Engine:
         due = self.policy.step_due_at(call.enqueued_at, call.rung)
         if due is not None and due <= now:
             return True
+        return self._at_risk(call, now) and self._ready_on_wider_rung(call)
+
+    def _at_risk(self, call: _Call, now: float) -> bool:
         return self.policy.at_risk(
             now - call.enqueued_at, self._predicted_wait(call), self.target_seconds
-        ) and self._ready_on_wider_rung(call)
+        )
 
     def _ready_on_wider_rung(self, call: _Call) -> bool:
         """Whether an agent on a rung below the call's is ready now.
@@ -812,7 +815,7 @@ class Engine:
                 continue
             if not self._ready_on_wider_rung(call):
                 nobody_ready.add(queue_rung)
-            elif self._should_widen(call, now):
+            elif self._at_risk(call, now):
                 self._widen(call)
                 self._dispatch_call(call, now, offers)
 
