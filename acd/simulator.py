@@ -98,6 +98,8 @@ class SimResult:
     calls: int
     events: int
     follow_ups: int
+    # offers by the agent's proficiency in the call's group (0: not in the group at all)
+    offers_by_group_level: dict[int, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -123,6 +125,7 @@ class SimResult:
             "callbacks": o["callbacks"],
             "follow_ups": self.follow_ups,
             "offers_by_rung": self.offers_by_rung,
+            "offers_by_group_level": self.offers_by_group_level,
             **self.extra,
         }
 
@@ -169,6 +172,7 @@ class Simulation:
         self.agents: dict[str, SimAgent] = {}
         self.calls: dict[str, dict[str, Any]] = {}
         self.offers_by_rung: Counter[int] = Counter()
+        self.offers_by_group_level: Counter[int] = Counter()
         self.next_tick: float = math.inf
         self.event_count = 0
         self.follow_ups = 0
@@ -188,16 +192,20 @@ class Simulation:
         per_profile = apportion(self.headcount, [p["share"] for p in profiles])
         lunch_seconds = spec.get("lunch_minutes", 0) * 60.0
         n = 0
+        # Lunch slots are dealt round the whole shift, not restarted for each profile: restarted,
+        # every profile sent its first agent in the first slot and a 19-agent late shift lost 8
+        # at once. Dealt in turn, each half-hour slot takes about 1/slots of the shift.
+        dealt_on_shift = [0] * len(shifts)
         for profile, count in zip(profiles, per_profile, strict=True):
             per_shift = apportion(count, [s["share"] for s in shifts])
-            for shift, k in zip(shifts, per_shift, strict=True):
-                for i in range(k):
+            for s_index, (shift, k) in enumerate(zip(shifts, per_shift, strict=True)):
+                for _ in range(k):
                     n += 1
                     lunch = None
                     if lunch_seconds and "lunch_from_hour" in shift:
-                        # Stagger lunches in half-hour slots so the floor never empties.
-                        slots = shift.get("lunch_slots", 4)
-                        lunch = shift["lunch_from_hour"] * 3600.0 + (i % slots) * 1800.0
+                        slot = dealt_on_shift[s_index] % shift.get("lunch_slots", 4)
+                        dealt_on_shift[s_index] += 1
+                        lunch = shift["lunch_from_hour"] * 3600.0 + slot * 1800.0
                     agent = SimAgent(
                         f"{profile['name']}-{n}",
                         dict(profile["skills"]),
@@ -262,6 +270,9 @@ class Simulation:
         callback = self.sc.get("callback", {})
         for offer in offers:
             self.offers_by_rung[offer.rung] += 1
+            group = self.calls[offer.call_id]["queue"]["group"]
+            skills = self.agents[offer.agent_id].skills
+            self.offers_by_group_level[skills.get(f"group:{group}", 0)] += 1
             if offer.callback_number is not None:
                 ok = self.rng_ring.random() < callback.get("success_probability", 0.8)
                 self._push(
@@ -416,6 +427,7 @@ class Simulation:
             len(self.calls),
             self.event_count,
             self.follow_ups,
+            dict(sorted(self.offers_by_group_level.items())),
         )
 
 
@@ -463,6 +475,7 @@ def report(result: SimResult, scenario: Mapping[str, Any]) -> str:
     lines.append(
         f"occupancy {_fmt(None if occupancy is None else 100 * occupancy, '%')}, "
         f"offers by rung {dict(sorted(result.offers_by_rung.items()))}, "
+        f"by the agent's proficiency in the call's group {result.offers_by_group_level}, "
         f"follow-up cases from failed callbacks {result.follow_ups}"
     )
     rate = o["arrival_rate_per_hour"]
