@@ -958,8 +958,17 @@ class Engine:
         states: dict[str, int] = {s.value: 0 for s in AgentState}
         paused: dict[str, int] = {}
         unreachable = 0
+        # Who can take a language's calls at all: its lowest level on any rung of the ladder.
+        lang_min = min(rung.lang_min for rung in self.policy.ladder)
+        by_language: dict[str, dict[str, int]] = {}
         for a in self._agents.values():
             states[a.state.value] += 1
+            if a.state is not AgentState.LOGGED_OUT:
+                for skill, level in a.skills.items():
+                    if skill.startswith("lang:") and level >= lang_min:
+                        tally = by_language.setdefault(skill[5:], {"logged_in": 0, "working": 0})
+                        tally["logged_in"] += 1
+                        tally["working"] += a.state is not AgentState.PAUSED
             if a.state is AgentState.PAUSED:
                 reason = a.pause_reason or "?"
                 paused[reason] = paused.get(reason, 0) + 1
@@ -989,6 +998,7 @@ class Engine:
                 "paused_by_reason": paused,
                 "unreachable": unreachable,
                 "total": len(self._agents),
+                "by_language": dict(sorted(by_language.items())),
             },
             "calls": {
                 "by_state": call_states,

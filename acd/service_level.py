@@ -15,6 +15,9 @@ and overall):
   wrap-up
 - erlang_agents_needed: Erlang C agents for target_sl within target at the window's arrival rate
   and handle time (talk + wrap-up of calls that ended in the window)
+
+Each window also has the same figures per language (all its groups together), so the staffing
+a language needs can be set against the agents who speak it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,12 @@ from typing import Any
 from acd.erlang import agents_needed
 
 OVERALL = "overall"
+LANGUAGE_PREFIX = "language:"  # tally keys per language, kept apart from "pl/roads" keys
+
+
+def tally_keys(key: str) -> tuple[str, str, str]:
+    """A 'language/group' key counts for itself, its language and the overall figures."""
+    return (key, LANGUAGE_PREFIX + key.split("/", 1)[0], OVERALL)
 BUSY = frozenset({"ringing", "on_call", "wrap_up"})
 
 
@@ -153,7 +162,7 @@ class ServiceLevelWindows:
 
     def _record(self, kind: str, key: str, now: float, value: float = 0.0) -> None:
         self._events.append((now, kind, key, value))
-        for k in (key, OVERALL):
+        for k in tally_keys(key):
             self._today.setdefault(k, _Tally()).add(
                 kind, value, self.target_seconds, self.short_abandon_seconds
             )
@@ -256,12 +265,15 @@ class ServiceLevelWindows:
         return busy / total if total > 0 else None
 
     def figures(self, now: float) -> dict[str, Any]:
-        """{window: {"overall": {...}, "by_key": {"pl/roads": {...}}}} for 15min, 1h, today."""
+        """{window: {"overall", "by_key": {"pl/roads": ...}, "by_language": {"pl": ...}}}.
+
+        Windows: 15min, 1h and today.
+        """
         logged_in = sum(1 for s, _ in self._agent_state.values() if s != "logged_out")
         longest: dict[str, float] = {}
         waiting: dict[str, int] = {}
         for key, enqueued in self._waiting.values():
-            for k in (key, OVERALL):
+            for k in tally_keys(key):
                 longest[k] = max(longest.get(k, 0.0), now - enqueued)
                 waiting[k] = waiting.get(k, 0) + 1
         out: dict[str, Any] = {}
@@ -275,7 +287,7 @@ class ServiceLevelWindows:
                 tallies = {}
                 for t, kind, key, value in self._events:
                     if t >= start:
-                        for k in (key, OVERALL):
+                        for k in tally_keys(key):
                             tallies.setdefault(k, _Tally()).add(
                                 kind, value, self.target_seconds, self.short_abandon_seconds
                             )
@@ -297,7 +309,12 @@ class ServiceLevelWindows:
                     "longest_current_wait": 0.0,
                 },
             )
+            by_language = {
+                k.removeprefix(LANGUAGE_PREFIX): per_key.pop(k)
+                for k in keys
+                if k.startswith(LANGUAGE_PREFIX)
+            }
             overall["agents_logged_in"] = logged_in
             overall["occupancy"] = self._occupancy(max(start, self.day_start), now, today)
-            out[name] = {"overall": overall, "by_key": per_key}
+            out[name] = {"overall": overall, "by_key": per_key, "by_language": by_language}
         return out

@@ -107,29 +107,61 @@ def queue_rows(
     return rows
 
 
+def _needed_now(service_level: Mapping[str, Any], *path: str) -> tuple[int | None, str | None]:
+    """Erlang C agents needed in the 15 min window, else the last hour, and which window."""
+    for name in ("15min", "1h"):
+        figures: Any = service_level.get(name, {})
+        for step in path:
+            figures = figures.get(step, {})
+        value = figures.get("erlang_agents_needed")
+        if value is not None:
+            return value, name
+    return None, None
+
+
 def staffing(live: Mapping[str, Any], service_level: Mapping[str, Any]) -> dict[str, Any]:
     """Erlang C agents needed now (15 min window, else the last hour) against agents logged in.
 
     gap > 0: that many agents short; gap <= 0: enough. None when there is no traffic to size.
+    The same per language, against the agents who speak it: a floor can be fully staffed
+    overall while its few English speakers cannot carry the English calls.
     """
     agents = live.get("agents", {})
     by_state = agents.get("by_state", {})
     logged_in = agents.get("total", 0) - by_state.get("logged_out", 0)
     working = logged_in - by_state.get("paused", 0)
-    needed, window = None, None
-    for name in ("15min", "1h"):
-        value = service_level.get(name, {}).get("overall", {}).get("erlang_agents_needed")
-        if value is not None:
-            needed, window = value, name
-            break
+    needed, window = _needed_now(service_level, "overall")
     gap = None if needed is None else needed - logged_in
+    speakers = agents.get("by_language", {})
+    languages = sorted(set(speakers) | set(service_level.get("1h", {}).get("by_language", {})))
+    by_language = []
+    for language in languages:
+        have = speakers.get(language, {"logged_in": 0, "working": 0})
+        lang_needed, lang_window = _needed_now(service_level, "by_language", language)
+        lang_gap = None if lang_needed is None else lang_needed - have["logged_in"]
+        hour = service_level.get("1h", {}).get("by_language", {}).get(language, {})
+        if not have["logged_in"] and (hour.get("offered") or hour.get("waiting")):
+            lang_gap = max(lang_gap or 0, 1)  # callers nobody can answer: short before any AHT
+        by_language.append(
+            {
+                "language": language,
+                "needed": lang_needed,
+                "window": lang_window,
+                "logged_in": have["logged_in"],
+                "working": have["working"],
+                "gap": lang_gap,
+            }
+        )
+    gaps = [g for g in [gap, *(row["gap"] for row in by_language)] if g is not None]
     return {
         "needed": needed,
         "window": window,
         "logged_in": logged_in,
         "working": working,
         "gap": gap,
-        "rating": "none" if gap is None else "bad" if gap > 0 else "good",
+        "by_language": by_language,
+        # any language short makes the tile red: those callers wait whatever the total says
+        "rating": "none" if not gaps else "bad" if max(gaps) > 0 else "good",
     }
 
 

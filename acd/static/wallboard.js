@@ -58,6 +58,8 @@
       "staffing.short": "brakuje {gap} (Erlang C, {window})",
       "staffing.enough": "obsada wystarczająca ({window})",
       "staffing.unknown": "za mało danych",
+      "staffing.language": "{language}: {have} / {need}",
+      "staffing.language_short": "{language}: {have} / {need}, brakuje {gap}",
       "window.15min": "15 min",
       "window.1h": "1 godz.",
       "agents.title": "Konsultanci",
@@ -175,6 +177,8 @@
       "staffing.short": "{gap} short (Erlang C, {window})",
       "staffing.enough": "enough agents ({window})",
       "staffing.unknown": "not enough data yet",
+      "staffing.language": "{language}: {have} / {need}",
+      "staffing.language_short": "{language}: {have} / {need}, {gap} short",
       "window.15min": "15 min",
       "window.1h": "1 hour",
       "agents.title": "Agents",
@@ -558,6 +562,18 @@
     if (staff.gap !== null && staff.gap > 0) note = C.t("staffing.short", { gap: staff.gap, window });
     else if (staff.gap !== null) note = C.t("staffing.enough", { window });
     setText("staffing-sub", note);
+    // Per language, against the agents who speak it: few English speakers can be short while
+    // the floor as a whole is not.
+    const languages = (staff.by_language || []).map((row) =>
+      C.t(row.gap !== null && row.gap > 0 ? "staffing.language_short" : "staffing.language", {
+        language: row.language.toUpperCase(),
+        have: row.logged_in,
+        need: row.needed === null ? "—" : row.needed,
+        gap: row.gap,
+      })
+    );
+    // Each language's figures stay on one line; lines break only between languages.
+    setText("staffing-languages", languages.map((text) => text.replace(/ /g, "\u00a0")).join(" · "));
     setRating("tile-staffing", staff.rating);
   }
 

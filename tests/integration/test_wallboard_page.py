@@ -86,6 +86,8 @@ async def test_a_waiting_call_shows_within_a_second_and_answered_calls_move_the_
             await open_board(page, city, "sara")
             await expect(page.locator("#waiting")).to_have_text("0")
             await expect(page.locator("#sl-15min")).to_have_text("—")
+            # Polish speakers logged in, against an Erlang C need there is no traffic for yet
+            await expect(page.locator("#staffing-languages")).to_have_text(unbroken("PL: 1 / —"))
             # The page notes the moment it first shows a waiting call.
             await page.evaluate(
                 """() => {
@@ -138,6 +140,11 @@ async def test_a_waiting_call_shows_within_a_second_and_answered_calls_move_the_
     finally:
         await ida.leave()
         print("\n".join(console_lines()))
+
+
+def unbroken(text: str) -> str:
+    """A language's staffing as the board writes it: spaces that never break the line."""
+    return text.replace(" ", "\u00a0")
 
 
 def _longest_wait(city: CityLine) -> float:
@@ -207,6 +214,9 @@ async def test_screenshots_of_a_busy_board_at_desktop_and_tv_sizes(
                 await expect(page.locator("#waiting")).to_have_text("2")
                 await expect(page.locator("#agent-rows tr")).to_have_count(6)
                 await expect(page.locator("#sl-today")).to_have_text("100%")
+                # English callers and no English speaker logged in: short, however full the floor
+                await expect(page.locator("#staffing-languages")).to_contain_text(unbroken("EN: 0 / —, "))
+                await expect(page.locator("#tile-staffing")).to_have_attribute("data-rating", "bad")
                 await page.wait_for_timeout(500)  # the chart's first frame
                 path = await screenshot(page, f"wallboard-{size}-{locale[:2]}")
                 assert path.stat().st_size > 20_000

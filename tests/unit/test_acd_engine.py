@@ -409,3 +409,16 @@ def test_snapshot_counts() -> None:
     assert snap["calls"]["waiting"] == 1
     assert snap["calls"]["longest_wait"] == 7
     assert snap["queues"]["pl/roads"]["waiting"] == 1
+
+
+def test_snapshot_counts_the_speakers_of_each_language() -> None:
+    e = strict()  # its one rung asks for the language at 3+
+    ready_agent(e, "pl", PL_ROADS, 0)
+    ready_agent(e, "both", {"lang:pl": 5, "lang:en": 4, "group:roads": 4}, 0)
+    ready_agent(e, "weak-en", {"lang:pl": 5, "lang:en": 2, "group:roads": 5}, 0)
+    e.upsert_agent("gone", {"lang:en": 5, "group:roads": 5}, 0)  # logged out
+    e.pause("both", "lunch", 1)
+    assert e.snapshot(2)["agents"]["by_language"] == {
+        "en": {"logged_in": 1, "working": 0},
+        "pl": {"logged_in": 3, "working": 2},
+    }

@@ -63,6 +63,20 @@ def test_per_key_figures_by_hand() -> None:
     assert waste["sl_percent"] == 100.0 and waste["abandon_percent"] == 0.0
 
 
+def test_per_language_figures_add_up_the_groups() -> None:
+    sl = feed()
+    sl.call_enqueued("c7", "pl", "waste", 70)
+    sl.call_answered("c7", 72)
+    for window in ("15min", "1h", "today"):
+        figures = sl.figures(100)[window]
+        assert set(figures["by_key"]) == {"pl/roads", "pl/waste", "en/waste"}
+        polish, english = figures["by_language"]["pl"], figures["by_language"]["en"]
+        assert (polish["offered"], polish["answered"], polish["abandoned"]) == (5, 3, 1)
+        assert polish["waiting"] == 1 and polish["longest_current_wait"] == 40.0
+        assert (english["offered"], english["answered"], english["short_abandoned"]) == (2, 1, 1)
+        assert english["waiting"] == 0
+
+
 def test_windows_roll_and_erlang_uses_live_rate_and_handle() -> None:
     sl = feed()
     sl.call_ended("c1", 110, wrap_up_seconds=10)  # handle = 110 - 10 + 10 = 110

@@ -51,13 +51,44 @@ def test_staffing_compares_erlang_agents_needed_with_agents_logged_in() -> None:
     live = _live({"logged_out": 2, "paused": 1, "ready": 3}, 6)
     figures = {"15min": {"overall": {"erlang_agents_needed": 7}}, "1h": {"overall": {}}}
     assert staffing(live, figures) == {
-        "needed": 7, "window": "15min", "logged_in": 4, "working": 3, "gap": 3, "rating": "bad",
+        "needed": 7, "window": "15min", "logged_in": 4, "working": 3, "gap": 3,
+        "by_language": [], "rating": "bad",
     }  # fmt: skip
     quiet = {"15min": {"overall": {"erlang_agents_needed": None}},
              "1h": {"overall": {"erlang_agents_needed": 2}}}  # fmt: skip
     assert staffing(live, quiet)["window"] == "1h"
     assert staffing(live, quiet)["rating"] == "good"
     assert staffing(live, {})["rating"] == "none"
+
+
+def test_staffing_per_language_sets_each_language_against_its_speakers() -> None:
+    live = _live({"logged_out": 0, "ready": 10}, 10)
+    live["agents"]["by_language"] = {
+        "pl": {"logged_in": 10, "working": 10},
+        "en": {"logged_in": 1, "working": 0},
+    }
+    figures = {
+        "15min": {"overall": {"erlang_agents_needed": 8},
+                  "by_language": {"pl": {"erlang_agents_needed": 7},
+                                  "en": {"erlang_agents_needed": None}}},
+        "1h": {"overall": {}, "by_language": {"en": {"erlang_agents_needed": 2},
+                                              "de": {"erlang_agents_needed": 1}}},
+    }  # fmt: skip
+    board = staffing(live, figures)
+    assert board["gap"] == -2  # enough agents overall ...
+    rows = {row["language"]: row for row in board["by_language"]}
+    assert rows["pl"] == {"language": "pl", "needed": 7, "window": "15min", "logged_in": 10,
+                          "working": 10, "gap": -3}  # fmt: skip
+    assert rows["en"]["needed"] == 2 and rows["en"]["window"] == "1h" and rows["en"]["gap"] == 1
+    assert rows["de"]["logged_in"] == 0 and rows["de"]["gap"] == 1  # calls nobody can take
+    assert board["rating"] == "bad"  # ... but the English callers are short of speakers
+
+    # English callers waiting, no English speaker, no call finished yet to size the need: short
+    live["agents"]["by_language"] = {"pl": {"logged_in": 10, "working": 10}}
+    early = {"1h": {"overall": {}, "by_language": {"en": {"offered": 2, "waiting": 2}}}}
+    (english,) = [r for r in staffing(live, early)["by_language"] if r["language"] == "en"]
+    assert english["needed"] is None and english["gap"] == 1
+    assert staffing(live, early)["rating"] == "bad"
 
 
 def test_queue_rows_join_live_queues_with_the_windows() -> None:
