@@ -32,12 +32,12 @@ from acd.erlang import agents_needed
 
 OVERALL = "overall"
 LANGUAGE_PREFIX = "language:"  # tally keys per language, kept apart from "pl/roads" keys
+BUSY = frozenset({"ringing", "on_call", "wrap_up"})
 
 
 def tally_keys(key: str) -> tuple[str, str, str]:
     """A 'language/group' key counts for itself, its language and the overall figures."""
     return (key, LANGUAGE_PREFIX + key.split("/", 1)[0], OVERALL)
-BUSY = frozenset({"ringing", "on_call", "wrap_up"})
 
 
 def percentile(sorted_values: list[float], p: float) -> float | None:
