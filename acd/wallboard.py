@@ -133,13 +133,14 @@ def staffing(live: Mapping[str, Any], service_level: Mapping[str, Any]) -> dict[
     needed, window = _needed_now(service_level, "overall")
     gap = None if needed is None else needed - logged_in
     speakers = agents.get("by_language", {})
-    languages = sorted(set(speakers) | set(service_level.get("1h", {}).get("by_language", {})))
+    last_hour = service_level.get("1h", {}).get("by_language", {})
+    languages = sorted(set(speakers) | set(last_hour))
     by_language = []
     for language in languages:
         have = speakers.get(language, {"logged_in": 0, "working": 0})
         lang_needed, lang_window = _needed_now(service_level, "by_language", language)
         lang_gap = None if lang_needed is None else lang_needed - have["logged_in"]
-        hour = service_level.get("1h", {}).get("by_language", {}).get(language, {})
+        hour = last_hour.get(language, {})
         if not have["logged_in"] and (hour.get("offered") or hour.get("waiting")):
             lang_gap = max(lang_gap or 0, 1)  # callers nobody can answer: short before any AHT
         by_language.append(
