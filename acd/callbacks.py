@@ -19,7 +19,9 @@ import structlog
 
 from acd.engine import AcdError, Offer
 from acd.service import AcdService
-from cases.store import CallStore, CaseStore, utcnow
+from calls.store import CallStore
+from cases.store import CaseStore
+from db.pool import utcnow
 from pbx.ami import AmiError, AmiLink
 
 log = structlog.get_logger(__name__)

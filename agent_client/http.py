@@ -19,7 +19,7 @@ from acd.events import AcdEvent, AgentChanged
 from acd.http import ACD_SERVICE
 from agent_client.limits import LoginThrottle
 from agent_client.service import Agent, AgentDirectory, AgentError, DesktopHub
-from cases.http import Principal, json_error, principal, read_object, text_field, to_json
+from web.kit import Principal, json_error, principal, read_object, text_field, to_json
 
 log = structlog.get_logger(__name__)
 

@@ -19,7 +19,7 @@ import structlog
 from aiohttp import web
 
 from cases.catalogue import Catalogue
-from cases.store import utcnow
+from db.pool import utcnow
 
 log = structlog.get_logger(__name__)
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncpg
 from aiohttp import web
 
-from cases.http import json_error, to_json
 from cases.services import LANGUAGES, to_open311, to_open311_definition
 from cases.services_store import get_service, list_services, row_to_service
+from web.kit import json_error, to_json
 
 SERVICES_POOL: web.AppKey[asyncpg.Pool] = web.AppKey("services_pool", asyncpg.Pool)
 DEFAULT_LANGUAGE = LANGUAGES[0]

@@ -34,18 +34,18 @@ from acd.widening import policy_from_name
 from agent_client import http as agent_http
 from agent_client.limits import LoginThrottle
 from agent_client.service import Agent, AgentDirectory, DesktopHub
+from calls.store import CallStore
 from cases import http as case_http
 from cases import open311
 from cases.catalogue import Catalogue, load_catalogue
-from cases.db import apply_migrations, create_pool, redact
-from cases.embedded import EmbeddedPostgres
 from cases.services import load_services
 from cases.services_store import sync_services
-from cases.store import CallStore, CaseStore, utcnow
+from cases.store import CaseStore
 from cityline.config import PROJECT_DIR, Settings
-from cityline.web import build_app, page_routes
+from db.embedded import EmbeddedPostgres
+from db.migrations import apply_migrations
+from db.pool import create_pool, redact, utcnow
 from ivr.audiosocket_server import AudioSocketServer
-from ivr.fastagi import FastAgiServer
 from ivr.intents import grammar_phrases
 from ivr.languages import load_language_packs, model_paths
 from ivr.prompts import render_prompts
@@ -61,8 +61,11 @@ from pbx.asterisk import (
     find_asterisk,
     reload_agents,
 )
+from pbx.fastagi import FastAgiServer
 from pbx.queue_log import QueuedCall, queue_calls
 from recordings.service import RecordingCollector
+from web.app import build_app, page_routes
+from web.kit import AUTHENTICATE
 
 log = structlog.get_logger(__name__)
 
@@ -272,7 +275,7 @@ class CityLine:
         app[acd_http.ACD_SERVICE] = self.acd
         app[acd_http.WALLBOARD] = self.wallboard
         app[acd_http.SUPERVISION] = Supervision(self.acd, self.ami, self.directory.endpoint_of)
-        app[case_http.AUTHENTICATE] = agent_http.authenticate
+        app[AUTHENTICATE] = agent_http.authenticate
         app[case_http.CALLS] = self.calls
         app[case_http.CASES] = cases
         app[agent_http.DIRECTORY] = self.directory

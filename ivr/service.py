@@ -22,14 +22,16 @@ import structlog
 from acd.callbacks import CallbackRequest
 from acd.engine import AcdError, Announcement, Offer
 from acd.service import AcdService, CallTicket
+from calls.store import CallStore
 from cases.catalogue import Catalogue
 from cases.services import ServiceCatalogue
-from cases.store import CallStore, CaseStore, utcnow
+from cases.store import CaseStore
+from db.pool import utcnow
 from ivr.dialog import Ask, KeypadDialog, Route
-from ivr.fastagi import AgiChannel, AgiError, AgiHangup
 from ivr.prompts import position_prompt, wait_prompt
 from ivr.speech_call import SpeechPath
 from ivr.speech_dialog import DEFAULT_LANGUAGE, Goodbye, SpeechRoute, UseKeypad
+from pbx.fastagi import AgiChannel, AgiError, AgiHangup
 
 log = structlog.get_logger(__name__)
 

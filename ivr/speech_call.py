@@ -23,7 +23,6 @@ import structlog
 from cases.services import ServiceCatalogue
 from ivr.audiosocket import Audio, Dtmf
 from ivr.audiosocket_server import AudioSession, AudioSocketServer
-from ivr.fastagi import AgiChannel, AgiError, AgiHangup
 from ivr.intents import STEMMERS, IntentMatcher, grammar_phrases
 from ivr.speech import Final, Partial, SpeechError, SpeechPool, SpeechSession
 from ivr.speech_dialog import (
@@ -37,6 +36,7 @@ from ivr.speech_dialog import (
     SpeechDialog,
     SpeechFailed,
 )
+from pbx.fastagi import AgiChannel, AgiError, AgiHangup
 
 log = structlog.get_logger(__name__)
 

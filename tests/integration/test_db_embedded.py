@@ -13,8 +13,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from cases.db import apply_migrations, create_pool, redact
-from cases.embedded import EmbeddedPostgres, EmbeddedPostgresError, free_port, pid_alive
+from db.embedded import EmbeddedPostgres, EmbeddedPostgresError, free_port, pid_alive
+from db.migrations import apply_migrations
+from db.pool import create_pool, redact
 from tests.support import postgres as support
 
 pytestmark = pytest.mark.integration

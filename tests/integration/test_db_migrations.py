@@ -10,7 +10,8 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from cases.db import applied_migrations, apply_migrations, create_pool, wait_for_server
+from db.migrations import applied_migrations, apply_migrations
+from db.pool import create_pool, wait_for_server
 from tests.support.postgres import TemplateDatabases, test_server_dsn
 
 pytestmark = pytest.mark.integration

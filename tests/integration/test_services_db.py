@@ -13,7 +13,6 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from cases.db import apply_migrations, create_pool
 from cases.open311 import SERVICES_POOL, routes
 from cases.services import (
     ServiceCatalogue,
@@ -22,6 +21,8 @@ from cases.services import (
     to_open311_definition,
 )
 from cases.services_store import get_service, list_services, row_to_service, sync_services
+from db.migrations import apply_migrations
+from db.pool import create_pool
 from tests.support.postgres import TemplateDatabases, test_server_dsn
 
 pytestmark = pytest.mark.integration

@@ -22,8 +22,9 @@ from pathlib import Path
 import asyncpg
 import structlog
 
-from cases.db import apply_migrations, create_pool, redact, with_database
-from cases.embedded import EmbeddedPostgres
+from db.embedded import EmbeddedPostgres
+from db.migrations import apply_migrations
+from db.pool import create_pool, redact, with_database
 
 log = structlog.get_logger(__name__)
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ivr.agi import (
+from pbx.agi import (
     MAX_HEADER_LINES,
     MAX_LINE,
     AgiDeadChannel,

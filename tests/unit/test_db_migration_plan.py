@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from cases.db import SchemaFile, checksum, load_schema_files, plan_migrations
+from db.migrations import SchemaFile, checksum, load_schema_files, plan_migrations
 
 
 def _file(name: str, sql: str) -> SchemaFile:

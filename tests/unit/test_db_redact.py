@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from cases.db import redact, with_database
+from db.pool import redact, with_database
 
 
 @pytest.mark.parametrize(

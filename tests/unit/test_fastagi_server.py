@@ -10,7 +10,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from ivr.fastagi import AgiChannel, AgiError, AgiHangup, FastAgiServer
+from pbx.fastagi import AgiChannel, AgiError, AgiHangup, FastAgiServer
 from tests.support.polling import eventually as poll
 
 Handler = Callable[[AgiChannel], Awaitable[None]]

@@ -15,7 +15,8 @@ from types import MappingProxyType
 
 import structlog
 
-from ivr.agi import (
+from ivr.connections import ConnectionServer, peer_of
+from pbx.agi import (
     AgiDeadChannel,
     AgiEvent,
     AgiHangupNotice,
@@ -26,7 +27,6 @@ from ivr.agi import (
     AgiUsageError,
     encode_command,
 )
-from ivr.connections import ConnectionServer, peer_of
 
 __all__ = ["AgiChannel", "AgiError", "AgiHandler", "AgiHangup", "FastAgiServer"]
 

@@ -39,7 +39,7 @@ from typing import Any
 import asyncpg
 import structlog
 
-from cases.db import redact, wait_for_server, with_database
+from db.pool import redact, wait_for_server, with_database
 
 log = structlog.get_logger(__name__)
 

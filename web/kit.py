@@ -1,0 +1,98 @@
+"""What every folder's routes share: who is asking, reading a request safely, JSON replies
+and errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: 'admin' (the service's admin token), 'supervisor' or 'agent'."""
+
+    name: str
+    role: str
+
+
+Authenticate = Callable[[web.Request], Awaitable[Principal]]
+AUTHENTICATE: web.AppKey[Authenticate] = web.AppKey("authenticate")
+
+class JsonError(web.HTTPException):
+    """An HTTP error whose body is JSON: {"error": message}."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        self.status_code = status
+        super().__init__(
+            text=json.dumps({"error": message, **extra}), content_type="application/json"
+        )
+
+
+def json_error(status: int, message: str, **extra: Any) -> web.HTTPException:
+    return JsonError(status, message, **extra)
+
+
+async def read_object(request: web.Request, max_bytes: int = 64 * 1024) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise json_error(413, f"body larger than {max_bytes} bytes")
+    raw = await request.content.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise json_error(413, f"body larger than {max_bytes} bytes")
+    try:
+        body = json.loads(raw or b"null")
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise json_error(400, f"body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise json_error(400, "body must be a JSON object")
+    return body
+
+
+def text_field(
+    body: dict[str, Any], name: str, *, max_len: int = 200, required: bool = True
+) -> str:
+    value = body.get(name)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise json_error(400, f"{name}: a non-empty string is required")
+    if len(value) > max_len:
+        raise json_error(400, f"{name}: at most {max_len} characters")
+    return value.strip()
+
+
+def parse_uuid(value: Any, name: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError as exc:
+        raise json_error(400, f"{name}: not a valid id") from exc
+
+
+async def principal(request: web.Request, *roles: str) -> Principal:
+    who = await request.app[AUTHENTICATE](request)
+    if roles and who.role not in roles:
+        raise json_error(403, f"needs one of the roles {list(roles)}")
+    return who
+
+
+def to_json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=str))
+
+
+def location_field(body: Mapping[str, Any]) -> tuple[float, float] | None:
+    """Optional "lat"/"lon" (WGS84 degrees): both or neither."""
+    lat, lon = body.get("lat"), body.get("lon")
+    if lat in (None, "") and lon in (None, ""):
+        return None
+    try:
+        point = (float(lat), float(lon))  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise json_error(400, "lat/lon: two numbers (degrees) are required together") from exc
+    if not (-90 <= point[0] <= 90 and -180 <= point[1] <= 180) or any(map(math.isnan, point)):
+        raise json_error(400, "lat/lon: outside the globe")
+    return point
