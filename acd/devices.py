@@ -43,9 +43,10 @@ class DeviceTracker:
         phones = self._registered.get(agent_id, ())
         return sorted(phones, key=lambda endpoint: not endpoint.endswith(WEB_PHONE_SUFFIX))
 
-    def on_ami_event(self, event: Mapping[str, str]) -> None:
-        if event.get("Event") != "DeviceStateChange":
-            return
+    def subscribe(self, ami: AmiLink) -> None:
+        ami.subscribe("DeviceStateChange", self.on_device_state)
+
+    def on_device_state(self, event: Mapping[str, str]) -> None:
         device = event.get("Device", "")
         if device.startswith("PJSIP/"):
             self._set(

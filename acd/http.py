@@ -101,3 +101,12 @@ async def listen(request: web.Request) -> web.Response:
         },
         status=202,
     )
+
+
+def setup(
+    app: web.Application, *, acd: AcdService, wallboard: WallboardHub, supervision: Supervision
+) -> None:
+    app.add_routes(routes)
+    app[ACD_SERVICE] = acd
+    app[WALLBOARD] = wallboard
+    app[SUPERVISION] = supervision

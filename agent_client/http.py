@@ -17,9 +17,10 @@ from acd.devices import web_phone
 from acd.engine import AcdError
 from acd.events import AcdEvent, AgentChanged
 from acd.http import ACD_SERVICE
+from acd.service import AcdService
 from agent_client.limits import LoginThrottle
 from agent_client.service import Agent, AgentDirectory, AgentError, DesktopHub
-from web.kit import Principal, json_error, principal, read_object, text_field, to_json
+from web.kit import AUTHENTICATE, Principal, json_error, principal, read_object, text_field, to_json
 
 log = structlog.get_logger(__name__)
 
@@ -269,3 +270,25 @@ def forward_acd_events(app: web.Application) -> Callable[[AcdEvent], None]:
             app[DESKTOPS].send(event.agent_id, {"type": "state", "acd": event.view})
 
     return listener
+
+
+def setup(
+    app: web.Application,
+    *,
+    directory: AgentDirectory,
+    desktops: DesktopHub,
+    admin_token: str,
+    sip_info: dict[str, Any],
+    agents_changed: Callable[[Agent], Awaitable[None]],
+    acd: AcdService,
+) -> None:
+    """The agents' routes; who is asking is decided here for every folder's routes."""
+    app.add_routes(routes)
+    app[AUTHENTICATE] = authenticate
+    app[DIRECTORY] = directory
+    app[DESKTOPS] = desktops
+    app[ADMIN_TOKEN] = admin_token
+    app[LOGIN_THROTTLE] = LoginThrottle()
+    app[SIP_INFO] = sip_info
+    app[AGENTS_CHANGED] = agents_changed
+    acd.subscribe(forward_acd_events(app))

@@ -210,6 +210,9 @@ class AgentDirectory:
         agent = self.by_name.get(agent_id)
         return agent.sip_endpoint if agent else None
 
+    def agent_for_endpoint(self, endpoint: str) -> str | None:
+        return next((a.name for a in self.by_name.values() if a.sip_endpoint == endpoint), None)
+
 
 class DesktopHub:
     """One live desktop connection per agent, each with a bounded outbox.
@@ -264,6 +267,16 @@ class DesktopHub:
 
     def send_call_update(self, agent_id: str, call_id: str, status: str) -> None:
         self.send(agent_id, {"type": "call", "call_id": call_id, "status": status})
+
+    def pass_pop(self, call_id: str, to_agent: str) -> None:
+        """A colleague who takes a transferred call sees what the first agent saw."""
+        by, pop = next(
+            ((a, p) for a, p in self.last_pop.items() if p.get("call_id") == call_id),
+            (None, None),
+        )
+        if pop is not None and to_agent != by:
+            pop = {k: v for k, v in pop.items() if k != "type"}
+            self.send_pop(to_agent, {**pop, "transferred_from": by})
 
     def close_all(self) -> None:
         for desktop in list(self._connections.values()):

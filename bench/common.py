@@ -21,7 +21,7 @@ from typing import Any
 
 import aiohttp
 
-from cityline.service import SCHEMA_FILES
+from cityline.wiring import SCHEMA_FILES
 from pbx.asterisk import find_asterisk
 from tests.support.asterisk import free_port
 from tests.support.postgres import TemplateDatabases, stop_test_server, test_server_dsn

@@ -1,14 +1,14 @@
-"""HTTP routes for call records and cases."""
+"""HTTP routes for cases: create, link a call, look up, nearby."""
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 from aiohttp import web
 
-from calls.store import CallStore
 from cases.store import CaseError, CaseStore
 from web.kit import (
     json_error,
@@ -20,8 +20,10 @@ from web.kit import (
     to_json,
 )
 
-CALLS = web.AppKey("calls", CallStore)
 CASES = web.AppKey("cases", CaseStore)
+# The trail of the call a case was opened on or linked to (calls/ is its one writer).
+CallTrail = Callable[[uuid.UUID, str, dict[str, Any]], Awaitable[None]]
+CALL_TRAIL: web.AppKey[CallTrail] = web.AppKey("call_trail")
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
@@ -52,6 +54,10 @@ async def create_case(request: web.Request) -> web.Response:
         log.info("case_refused", call_id=str(call_id) if call_id else None, by=who.name,
                  error=str(exc))  # fmt: skip
         raise json_error(422, str(exc)) from exc
+    if call_id is not None:
+        await request.app[CALL_TRAIL](
+            call_id, "case_created", {"case_id": case["id"], "agent_id": who.name}
+        )
     log.info("case_created", call_id=str(call_id) if call_id else None, case_id=case["id"],
              service=case["service_code"], department=case["department"], by=who.name)  # fmt: skip
     return to_json(case, status=201)
@@ -67,6 +73,9 @@ async def link_call(request: web.Request) -> web.Response:
         case = await request.app[CASES].link_call(_case_id(request), call_id, who.name)
     except CaseError as exc:
         raise json_error(404, str(exc)) from exc
+    await request.app[CALL_TRAIL](
+        call_id, "case_linked", {"case_id": case["id"], "agent_id": who.name}
+    )
     log.info("call_linked_to_case", call_id=str(call_id), case_id=case["id"], by=who.name)
     return to_json(case)
 
@@ -101,39 +110,7 @@ async def get_case(request: web.Request) -> web.Response:
     return to_json(case)
 
 
-@routes.get("/api/calls/{call_id}")
-async def get_call(request: web.Request) -> web.Response:
-    await principal(request)
-    call_id = parse_uuid(request.match_info["call_id"], "call id")
-    call = await request.app[CALLS].get_call(call_id)
-    if call is None:
-        raise json_error(404, f"no call {call_id}")
-    call["events"] = await request.app[CALLS].call_events(call_id)
-    call["cases"] = await request.app[CASES].cases_for_call(call_id)
-    return to_json(call)
-
-
-@routes.get("/api/calls/{call_id}/recording")
-async def get_recording(request: web.Request) -> web.StreamResponse:
-    """The call's recording (WAV): for the agent who took the call, supervisors and admins."""
-    who = await principal(request, "agent", "supervisor", "admin")
-    call_id = parse_uuid(request.match_info["call_id"], "call id")
-    call = await request.app[CALLS].get_call(call_id)
-    if call is None:
-        raise json_error(404, f"no call {call_id}")
-    if who.role == "agent" and call.get("agent") != who.name:
-        raise json_error(403, "only the agent who took the call may hear it")
-    path = call.get("recording_path")
-    if not path or not await asyncio.to_thread(Path(path).is_file):
-        raise json_error(404, "this call has no recording (yet)")
-    return web.FileResponse(path, headers={"Content-Type": "audio/wav"})
-
-
-@routes.get("/api/calls")
-async def recent_calls(request: web.Request) -> web.Response:
-    await principal(request, "supervisor", "admin")
-    try:
-        limit = min(max(int(request.query.get("limit", "50")), 1), 500)
-    except ValueError as exc:
-        raise json_error(400, "limit must be a number") from exc
-    return to_json(await request.app[CALLS].recent_calls(limit))
+def setup(app: web.Application, *, cases: CaseStore, call_trail: CallTrail) -> None:
+    app.add_routes(routes)
+    app[CASES] = cases
+    app[CALL_TRAIL] = call_trail

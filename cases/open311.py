@@ -42,3 +42,8 @@ async def service_definition(request: web.Request) -> web.Response:
     if row is None:
         raise json_error(404, f"no service {code}")
     return to_json(to_open311_definition(row_to_service(row), language))
+
+
+def setup(app: web.Application, *, pool: asyncpg.Pool) -> None:
+    app.add_routes(routes)
+    app[SERVICES_POOL] = pool

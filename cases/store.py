@@ -114,13 +114,6 @@ class CaseStore:
                 location[1] if location else None,
                 fields,
             )
-            if call_id is not None:
-                await conn.execute(
-                    "INSERT INTO call_events (call_id, kind, detail)"
-                    " VALUES ($1, 'case_created', $2)",
-                    call_id,
-                    {"case_id": row["id"], "agent_id": created_by},
-                )
         return dict(row)
 
     async def link_call(self, case_id: int, call_id: uuid.UUID, linked_by: str) -> dict[str, Any]:
@@ -137,11 +130,6 @@ class CaseStore:
                 case_id,
                 call_id,
                 linked_by,
-            )
-            await conn.execute(
-                "INSERT INTO call_events (call_id, kind, detail) VALUES ($1, 'case_linked', $2)",
-                call_id,
-                {"case_id": case_id, "agent_id": linked_by},
             )
         return dict(case)
 

@@ -21,7 +21,7 @@ from cityline.logs import configure_logging
 
 if TYPE_CHECKING:
     from cityline.demo import DemoOptions
-    from cityline.service import CityLine
+    from cityline.wiring import CityLine
 
 log = structlog.get_logger(__name__)
 
@@ -41,7 +41,7 @@ def _running_pid(settings: Settings) -> int | None:
 
 
 async def _run(settings: Settings, demo_options: DemoOptions | None = None) -> int:
-    from cityline.service import CityLine  # heavy imports only for the server
+    from cityline.wiring import CityLine  # heavy imports only for the server
 
     service = CityLine(settings)
     stop = asyncio.Event()

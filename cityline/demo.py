@@ -40,7 +40,7 @@ from cityline.simulated.traffic import (
 )
 
 if TYPE_CHECKING:
-    from cityline.service import CityLine
+    from cityline.wiring import CityLine
 
 log = structlog.get_logger(__name__)
 

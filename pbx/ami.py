@@ -158,7 +158,8 @@ class AmiLink:
         self.reconnect_listener_timeout = reconnect_listener_timeout
         self.dropped_events = 0
         self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=event_queue_size)
-        self._listeners: list[EventListener] = []
+        # (event name, or None for every event) -> listener, called in registration order
+        self._listeners: list[tuple[str | None, EventListener]] = []
         self._reconnect_listeners: list[ReconnectListener] = []
         self._manager: _Manager | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -236,7 +237,11 @@ class AmiLink:
 
     def add_listener(self, callback: EventListener) -> None:
         """Called in order for every event; an exception is logged and the stream goes on."""
-        self._listeners.append(callback)
+        self._listeners.append((None, callback))
+
+    def subscribe(self, event_name: str, callback: EventListener) -> None:
+        """Called in order for each event of that name (e.g. "Hangup"), like add_listener."""
+        self._listeners.append((event_name, callback))
 
     def add_reconnect_listener(self, callback: ReconnectListener) -> None:
         """Called after every re-login (not the first), before later events, to reconcile state."""
@@ -409,7 +414,10 @@ class AmiLink:
             except Exception:
                 self._log.exception("ami_event_unreadable")
                 continue
-            for listener in list(self._listeners):
+            name = event.get("Event")
+            for wanted, listener in list(self._listeners):
+                if wanted is not None and wanted != name:
+                    continue
                 try:
                     listener(event)
                 except Exception:

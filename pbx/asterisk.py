@@ -90,6 +90,9 @@ def ice_loopback_mapping(addresses: Sequence[str]) -> str:
     return "[ice_host_candidates]\n" + "".join(f"{a} => 127.0.0.1\n" for a in addresses)
 
 
+# The number residents dial (dialplans/extensions.conf routes it to the IVR).
+CITY_NUMBER = "19115"
+
 @dataclass(frozen=True)
 class AsteriskLocation:
     """Which Asterisk to run: a binary, and the chroot it lives in (None = the host's)."""

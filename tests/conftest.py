@@ -15,7 +15,7 @@ import pytest_asyncio
 
 from cityline.config import Settings
 from cityline.logs import configure_logging
-from cityline.service import SCHEMA_FILES, CityLine
+from cityline.wiring import SCHEMA_FILES, CityLine
 from tests.support.asterisk import asterisk_location, free_port
 from tests.support.postgres import TemplateDatabases, stop_test_server, test_server_dsn
 

@@ -55,13 +55,13 @@ PAGES = {
     "/wallboard": Path(__file__).resolve().parent.parent / "acd" / "static" / "wallboard.html",
 }
 STATIC_DIRS = {
-    "/static/common": Path(__file__).resolve().parent / "static",
+    "/static/common": Path(__file__).resolve().parent.parent / "cityline" / "static",
     "/static/desk": PAGES["/desk"].parent,
     "/static/wallboard": PAGES["/wallboard"].parent,
 }
 
 
-def page_routes(vendor_dir: Path) -> web.RouteTableDef:
+def setup_pages(app: web.Application, vendor_dir: Path) -> None:
     routes = web.RouteTableDef()
 
     @routes.get("/")
@@ -76,7 +76,7 @@ def page_routes(vendor_dir: Path) -> web.RouteTableDef:
         routes.static("/vendor", vendor_dir)
     else:
         log.error("page_libraries_missing", dir=str(vendor_dir), fix="run scripts/setup.sh")
-    return routes
+    app.add_routes(routes)
 
 
 def _serve_file(path: Path) -> Handler:
@@ -86,8 +86,6 @@ def _serve_file(path: Path) -> Handler:
     return serve
 
 
-def build_app(route_tables: list[web.RouteTableDef]) -> web.Application:
-    app = web.Application(middlewares=[json_errors, page_headers], client_max_size=256 * 1024)
-    for table in route_tables:
-        app.add_routes(table)
-    return app
+def create_app() -> web.Application:
+    """The application every folder's setup() adds its routes to."""
+    return web.Application(middlewares=[json_errors, page_headers], client_max_size=256 * 1024)

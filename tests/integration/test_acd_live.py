@@ -9,7 +9,7 @@ import json
 import aiohttp
 import pytest
 
-from cityline.service import CityLine
+from cityline.wiring import CityLine
 from cityline.simulated.sipp import call_with_keys
 from tests.conftest import CityFactory
 from tests.support.checks import agent_is, eventually, only_call

@@ -7,7 +7,7 @@ import json
 import aiohttp
 import pytest
 
-from cityline.service import CityLine
+from cityline.wiring import CityLine
 from tests.support.desk import admin_headers, base_url
 
 pytestmark = pytest.mark.integration

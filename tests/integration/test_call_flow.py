@@ -10,7 +10,7 @@ from typing import TypeVar
 import aiohttp
 import pytest
 
-from cityline.service import CityLine
+from cityline.wiring import CityLine
 from cityline.simulated.sipp import call_with_keys
 from tests.support.checks import agent_is, eventually, no_call_left, only_call
 from tests.support.desk import AgentAtDesk

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from playwright.async_api import Page, expect
 
-from cityline.service import CityLine
+from cityline.wiring import CityLine
 from cityline.simulated.sipp import call_with_keys
 from tests.conftest import CityFactory
 from tests.support.browser import DESKTOP, TV, chromium, console_lines, new_page, screenshot

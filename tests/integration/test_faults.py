@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from cityline.service import CityLine
+from cityline.wiring import CityLine
 from cityline.simulated.sipp import call_with_keys
 from pbx.ami import AmiError
 from pbx.asterisk import process_alive

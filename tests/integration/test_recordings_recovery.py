@@ -18,10 +18,10 @@ async def test_a_recording_left_in_the_spool_reaches_its_call_at_the_next_start(
     make_city: CityFactory,
 ) -> None:
     first = await make_city(instance_name=f"test-{uuid.uuid4().hex[:10]}")
-    assert first.asterisk is not None and first.calls is not None
+    assert first.asterisk is not None and first.records is not None
     call_id = uuid.uuid4()
-    await first.calls.create_call(
-        call_id, asterisk_uniqueid="x.1", caller_number="48600999888", arrived_at=datetime.now(UTC)
+    await first.records.arrived(
+        call_id, asterisk_uniqueid="x.1", caller_number="48600999888", at=datetime.now(UTC)
     )
     spool = first.asterisk.host_path(first.asterisk.spool_dir)
     (spool / f"{call_id}.wav").write_bytes(b"RIFF" + bytes(4000))  # MixMonitor's, never moved

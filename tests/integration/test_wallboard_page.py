@@ -15,7 +15,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from acd.wallboard import DayHistory
-from cityline.service import CityLine
+from cityline.wiring import CityLine
 from cityline.simulated.agent_phone import AgentPhone
 from cityline.simulated.sipp import call_with_keys
 from tests.support.browser import DESKTOP, TV, chromium, console_lines, new_page, screenshot

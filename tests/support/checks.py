@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from cityline.service import CityLine
+from cityline.wiring import CityLine
 
 T = TypeVar("T")
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from cityline.service import CityLine
+from cityline.wiring import CityLine
 from cityline.simulated.agent_phone import AgentPhone
 
 

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from cityline.service import CityLine
+from cityline.wiring import CityLine
 from cityline.simulated.sipp import Speech
 from ivr.languages import packaged_test_model
 from tests.conftest import CityFactory

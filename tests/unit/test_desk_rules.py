@@ -73,20 +73,20 @@ def test_an_agent_is_reachable_while_either_phone_is_registered() -> None:
     acd = _Acd()
     agents = {"agent-ola": "ola"}
     tracker = DeviceTracker(acd, agents.get)  # type: ignore[arg-type]
-    tracker.on_ami_event(_event("agent-ola", "NOT_INUSE"))
-    tracker.on_ami_event(_event(web_phone("agent-ola"), "NOT_INUSE"))
+    tracker.on_device_state(_event("agent-ola", "NOT_INUSE"))
+    tracker.on_device_state(_event(web_phone("agent-ola"), "NOT_INUSE"))
     assert acd.reachable["ola"] is True
     assert tracker.phones_of("ola") == ["agent-ola-web", "agent-ola"]  # the browser first
-    tracker.on_ami_event(_event("agent-ola", "UNAVAILABLE"))
+    tracker.on_device_state(_event("agent-ola", "UNAVAILABLE"))
     assert acd.reachable["ola"] is True and tracker.phones_of("ola") == ["agent-ola-web"]
-    tracker.on_ami_event(_event("agent-ola-web", "UNAVAILABLE"))
+    tracker.on_device_state(_event("agent-ola-web", "UNAVAILABLE"))
     assert acd.reachable["ola"] is False and tracker.phones_of("ola") == []
 
 
 def test_unknown_devices_are_ignored() -> None:
     acd = _Acd()
     tracker = DeviceTracker(acd, {}.get)  # type: ignore[arg-type]
-    tracker.on_ami_event(_event("stranger-web", "NOT_INUSE"))
+    tracker.on_device_state(_event("stranger-web", "NOT_INUSE"))
     assert acd.reachable == {} and tracker.phones_of("stranger") == []
 
 

@@ -19,7 +19,7 @@ import structlog
 
 from acd.engine import AcdError, Offer
 from acd.service import AcdService
-from calls.store import CallStore
+from calls.record import CallRecords
 from cases.store import CaseStore
 from db.pool import utcnow
 from pbx.ami import AmiError, AmiLink
@@ -46,7 +46,7 @@ class CallbackDialer:
         *,
         acd: AcdService,
         ami: AmiLink,
-        calls: CallStore,
+        records: CallRecords,
         cases: CaseStore,
         endpoint_of: Callable[[str], str | None],
         send_pop: Callable[[str, Mapping[str, Any]], None],
@@ -54,7 +54,7 @@ class CallbackDialer:
     ) -> None:
         self._acd = acd
         self._ami = ami
-        self._calls = calls
+        self._records = records
         self._cases = cases
         self._endpoint_of = endpoint_of
         self._send_pop = send_pop
@@ -109,6 +109,10 @@ class CallbackDialer:
                 self._acd_safely(lambda: self._acd.ring_failed(offer.call_id))
 
     # -- what Asterisk tells us ----------------------------------------------------------------
+    def subscribe(self, ami: AmiLink) -> None:
+        ami.subscribe("OriginateResponse", self.on_ami_event)
+        ami.subscribe("UserEvent", self.on_ami_event)
+
     def on_ami_event(self, event: Mapping[str, str]) -> None:
         name = event.get("Event")
         if name == "OriginateResponse":
@@ -133,9 +137,11 @@ class CallbackDialer:
         answered = utcnow()
         wait = answered.timestamp() - request.queued_at
         agent = self._agent_of(call_id)
-        await self._calls.update_call(
+        # A resident called back was never answered within the target: the wait counts, the
+        # answer does not.
+        await self._records.update(
             uuid.UUID(call_id), answered_at=answered, agent=agent, outcome="callback_answered",
-            wait_seconds=round(wait, 3), answered_within_target=False,
+            **self._records.wait_figures(wait, answered=False),
         )  # fmt: skip
         await self._event(call_id, "callback_answered", agent=agent)
 
@@ -144,7 +150,7 @@ class CallbackDialer:
         if dial_status == "ANSWER":
             self._acd_safely(lambda: self._acd.finish(call_id, talked=True))
             del self.requests[call_id]
-            await self._calls.update_call(uuid.UUID(call_id), ended_at=utcnow())
+            await self._records.update(uuid.UUID(call_id), ended_at=utcnow())
             await self._event(call_id, "ended", outcome="callback_answered")
             return
         log.info("callback_resident_not_reached", call_id=call_id, status=dial_status)
@@ -167,9 +173,10 @@ class CallbackDialer:
             ),
             created_by="callback",
         )
-        await self._calls.update_call(
+        await self._records.update(
             uuid.UUID(call_id), outcome="callback_failed", ended_at=utcnow()
         )
+        await self._event(call_id, "case_created", case_id=case["id"], agent_id="callback")
         await self._event(call_id, "callback_follow_up_case", case_id=case["id"])
         log.warning("callback_follow_up_case", call_id=call_id, case_id=case["id"])
 
@@ -187,10 +194,7 @@ class CallbackDialer:
             log.warning("callback_acd_refused", error=str(exc))
 
     async def _event(self, call_id: str, kind: str, **detail: Any) -> None:
-        try:
-            await self._calls.add_event(uuid.UUID(call_id), kind, detail)
-        except Exception:
-            log.exception("callback_event_not_stored", kind=kind)
+        await self._records.event_safely(uuid.UUID(call_id), kind, **detail)
 
     async def drain(self) -> None:
         if self._tasks:

@@ -1,175 +1,39 @@
 """One resident's call, from the first AGI line to the call record.
 
-The FastAGI session holds the call to its end: keypad dialog, queue with music on hold,
-ring the offered agent (screen-pop at the same moment), talk, and the call record. If this
-code fails, the session closes without CITYLINE_DONE and the dialplan's fallback queue takes
-the caller, so a fault here never drops a resident.
+The FastAGI session holds the call to its end: keypad or speech dialog, queue with music on
+hold, ring the offered agent (screen-pop at the same moment), talk; every fact goes to the
+call record as it happens.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from acd.callbacks import CallbackRequest
 from acd.engine import AcdError, Announcement, Offer
-from acd.service import AcdService, CallTicket
-from calls.store import CallStore
-from cases.catalogue import Catalogue
-from cases.services import ServiceCatalogue
-from cases.store import CaseStore
+from acd.service import CallTicket
+from calls.callbacks import CallbackRequest
 from db.pool import utcnow
 from ivr.dialog import Ask, KeypadDialog, Route
 from ivr.prompts import position_prompt, wait_prompt
-from ivr.speech_call import SpeechPath
 from ivr.speech_dialog import DEFAULT_LANGUAGE, Goodbye, SpeechRoute, UseKeypad
 from pbx.fastagi import AgiChannel, AgiError, AgiHangup
 
+if TYPE_CHECKING:
+    from ivr.call_handler import CallHandler, LiveCall
+
 log = structlog.get_logger(__name__)
 
-CITY_SCRIPT = "city"
 CALLBACK_KEY = "1"
 KEYS = "0123456789*#"
 # How long one EXEC Dial may hold the AGI session: ring plus the whole conversation.
 LONGEST_CONVERSATION_SECONDS = 4 * 3600.0
-
-
-class Desktops(Protocol):
-    """The agents' side, as the call sees it (implemented by agent_client)."""
-
-    def endpoint_of(self, agent_id: str) -> str | None: ...
-
-    def phones_of(self, agent_id: str) -> list[str]: ...
-
-    def send_pop(self, agent_id: str, pop: Mapping[str, Any]) -> None: ...
-
-    def send_call_update(self, agent_id: str, call_id: str, status: str) -> None: ...
-
-
-class Callbacks(Protocol):
-    def register(self, request: CallbackRequest) -> None: ...
-
-
-class Recordings(Protocol):
-    def asterisk_path_for(self, call_id: str) -> str: ...
-
-    async def collect(self, call_id: str, asterisk_path: str) -> str | None: ...
-
-
-@dataclass
-class CallSettings:
-    ring_timeout_seconds: int = 15
-    answer_target_seconds: float = 15.0
-    prompt_dir: str = ""  # prompt files as Asterisk sees them: <prompt_dir>/<lang>/<name>
-    # Hold classes per language (asterisk-conf/musiconhold.conf), announcing "please hold".
-    moh_class_prefix: str = "cityline-hold-"
-    # Offer "press 1 to be called back" (needs a route to residents: the callback trunk).
-    callbacks: bool = False
-
-
-@dataclass
-class LiveCall:
-    """What the AMI side needs to reach a call in progress."""
-
-    call_id: str
-    asterisk_uniqueid: str
-    answered: asyncio.Event = field(default_factory=asyncio.Event)
-    answered_at: float | None = None
-    # Every key the caller pressed, as AMI saw it, numbered from 1. AMI also reports the keys
-    # an AGI command consumed (menus, announcements); the session skips those by count.
-    keys: asyncio.Queue[tuple[int, str]] = field(default_factory=asyncio.Queue)
-    keys_seen: int = 0
-    transferred_to: str | None = None  # where the agent sent the caller (blind transfer)
-
-
-class CallHandler:
-    """The FastAGI handler: one instance serves every call."""
-
-    def __init__(
-        self,
-        *,
-        calls: CallStore,
-        cases: CaseStore,
-        acd: AcdService,
-        desktops: Desktops,
-        recordings: Recordings,
-        callbacks: Callbacks | None = None,
-        speech: SpeechPath | None = None,
-        catalogue: Catalogue,
-        services: ServiceCatalogue,
-        settings: CallSettings,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._calls = calls
-        self._cases = cases
-        self._acd = acd
-        self._desktops = desktops
-        self._recordings = recordings
-        self._callbacks = callbacks
-        self._speech = speech
-        self._services = services
-        self._catalogue = catalogue
-        self._settings = settings
-        self._clock = clock
-        self.live: dict[str, LiveCall] = {}  # by Asterisk uniqueid, for AMI events
-        self._background: set[asyncio.Task[Any]] = set()
-
-    def spawn(self, work: Awaitable[Any]) -> None:
-        """Work that outlives the call's session (recording collection), kept until done."""
-        task = asyncio.ensure_future(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def drain(self, timeout: float = 10.0) -> None:
-        if self._background:
-            await asyncio.wait(self._background, timeout=timeout)
-
-    async def __call__(self, channel: AgiChannel) -> None:
-        if channel.script != CITY_SCRIPT:
-            log.warning("agi_unknown_script", script=channel.script)
-            return  # no CITYLINE_DONE: the dialplan's fallback serves the caller
-        call_id = str(uuid.uuid4())
-        live = LiveCall(call_id, channel.uniqueid)
-        with structlog.contextvars.bound_contextvars(call_id=call_id):
-            self.live[channel.uniqueid] = live
-            try:
-                await CallSession(self, channel, live).run()
-            finally:
-                self.live.pop(channel.uniqueid, None)
-
-    def on_key(self, asterisk_uniqueid: str, digit: str) -> None:
-        """From AMI (DTMFEnd received): a key pressed while the caller waits with music."""
-        live = self.live.get(asterisk_uniqueid)
-        if live is not None:
-            live.keys_seen += 1
-            live.keys.put_nowait((live.keys_seen, digit))
-
-    def on_transferred(self, asterisk_uniqueid: str, target: str) -> str | None:
-        """From AMI (BlindTransfer): the agent passed the caller to a colleague or department.
-
-        Returns the call's id (None when the call is not one of ours)."""
-        live = self.live.get(asterisk_uniqueid)
-        if live is None:
-            return None
-        live.transferred_to = target
-        log.info("call_transferred", call_id=live.call_id, to=target)
-        return live.call_id
-
-    def on_agent_answered(self, asterisk_uniqueid: str) -> None:
-        """From AMI (DialEnd ANSWER): the agent picked up while Dial still holds the session."""
-        live = self.live.get(asterisk_uniqueid)
-        if live is not None and not live.answered.is_set():
-            live.answered_at = self._clock()
-            live.answered.set()
-            self._acd.answered(live.call_id)
 
 
 class CallSession:
@@ -198,11 +62,11 @@ class CallSession:
         h = self.h
         caller = self.channel.caller_number
         log.info("call_arrived", caller=caller, uniqueid=self.channel.uniqueid)
-        await h._calls.create_call(
+        await h._records.arrived(
             self.db_id,
             asterisk_uniqueid=self.channel.uniqueid,
             caller_number=caller,
-            arrived_at=utcnow(),
+            at=utcnow(),
         )
         handled = False
         try:
@@ -211,7 +75,7 @@ class CallSession:
             if route is None:  # the IVR answered the question itself
                 handled = True
                 return
-            await h._calls.update_call(
+            await h._records.update(
                 self.db_id,
                 language=route.language,
                 service_group=route.group,
@@ -219,7 +83,7 @@ class CallSession:
                 transcript=route.transcript,
                 ivr_ended_at=utcnow(),
             )
-            await h._calls.add_event(
+            await h._records.event(
                 self.db_id,
                 "ivr_done",
                 {"language": route.language, "group": route.group, "reason": route.reason,
@@ -265,7 +129,7 @@ class CallSession:
         if isinstance(outcome, Goodbye):
             self.language = outcome.language
             self.outcome = "answered_by_ivr"
-            await self.h._calls.update_call(
+            await self.h._records.update(
                 self.db_id, language=outcome.language, service_code=outcome.service_code,
                 ivr_ended_at=utcnow(),
             )  # fmt: skip
@@ -329,8 +193,8 @@ class CallSession:
             )
         self.phase = "queue"
         self.queued_at = h._clock()
-        await h._calls.update_call(self.db_id, queued_at=self._ts(self.queued_at))
-        await h._calls.add_event(self.db_id, "queued")
+        await h._records.update(self.db_id, queued_at=self._ts(self.queued_at))
+        await h._records.event(self.db_id, "queued")
         ticket = h._acd.enqueue(self.call_id, language=route.language, group=route.group)
         log.info("call_queued", language=route.language, group=route.group)
         while True:
@@ -413,7 +277,7 @@ class CallSession:
                 break
         log.info("queue_announcement", position=announcement.position,
                  expected_wait=announcement.expected_wait, key=pressed)  # fmt: skip
-        await self.h._calls.add_event(
+        await self.h._records.event(
             self.db_id, "announced",
             {"position": announcement.position, "prompts": names, "key": pressed},
         )  # fmt: skip
@@ -437,7 +301,7 @@ class CallSession:
         )  # fmt: skip
         self.callback_requested = True
         self.outcome = "callback_requested"
-        await h._calls.add_event(self.db_id, "callback_requested", {"number": number})
+        await h._records.event(self.db_id, "callback_requested", {"number": number})
         log.info("callback_requested", number=number)
         await self.channel.set_music(False)
         await self._play("callback_confirm")
@@ -481,8 +345,8 @@ class CallSession:
         self.agent_id = offer.agent_id
         offered_at = self._offered_at = h._clock()
         phones = h._desktops.phones_of(offer.agent_id)
-        await h._calls.update_call(self.db_id, offered_at=self._ts(offered_at))
-        await h._calls.add_event(
+        await h._records.update(self.db_id, offered_at=self._ts(offered_at))
+        await h._records.event(
             self.db_id, "offered", {"agent": offer.agent_id, "rung": offer.rung}
         )
         if not phones:
@@ -509,7 +373,7 @@ class CallSession:
             return True
         log.info("agent_did_not_answer", agent=offer.agent_id, dial_status=status)
         h._desktops.send_call_update(offer.agent_id, self.call_id, "missed")
-        await h._calls.add_event(
+        await h._records.event(
             self.db_id, "ring_failed", {"agent": offer.agent_id, "status": status}
         )
         self.agent_id = None
@@ -554,22 +418,19 @@ class CallSession:
         if self.queued_at is not None and not self.callback_requested:
             answered_at = self.live.answered_at
             waited_until = answered_at if answered_at is not None else ended
-            wait = max(waited_until - self.queued_at, 0.0)
-            fields["wait_seconds"] = round(wait, 3)
-            fields["answered_within_target"] = (
-                answered_at is not None and wait <= h._settings.answer_target_seconds
-            )
+            waited = waited_until - self.queued_at
+            fields.update(h._records.wait_figures(waited, answered=answered_at is not None))
             if answered_at is not None:
                 fields["answered_at"] = self._ts(answered_at)
         if self.agent_id is not None:
             fields["agent"] = self.agent_id
         try:
-            await h._calls.update_call(self.db_id, **fields)
+            await h._records.update(self.db_id, **fields)
             if self.live.transferred_to:
-                await h._calls.add_event(
+                await h._records.event(
                     self.db_id, "transferred", {"to": self.live.transferred_to, "by": self.agent_id}
                 )
-            await h._calls.add_event(self.db_id, "ended", {"outcome": self.outcome})
+            await h._records.event(self.db_id, "ended", {"outcome": self.outcome})
         except Exception:
             log.exception("call_record_write_failed", **{k: str(v) for k, v in fields.items()})
         log.info(
@@ -586,7 +447,7 @@ class CallSession:
         with structlog.contextvars.bound_contextvars(call_id=self.call_id):
             path = await self.h._recordings.collect(self.call_id, asterisk_path)
             if path is not None:
-                await self.h._calls.update_call(self.db_id, recording_path=path)
+                await self.h._records.update(self.db_id, recording_path=path)
 
     def _prompt(self, name: str, language: str) -> str:
         return f"{self.h._settings.prompt_dir}/{language}/{name}"

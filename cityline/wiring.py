@@ -1,7 +1,9 @@
-"""The CityLine process: starts every part in order, stops them in reverse.
+"""The CityLine process, wiring only: starts every part in order, stops them in reverse.
 
 PostgreSQL (configured DSN, or the embedded server) -> migrations -> Asterisk (system or
-sandbox) with our config -> AMI -> ACD -> FastAGI -> HTTP. Tests start the same object.
+sandbox) with our config -> AMI -> ACD -> FastAGI -> HTTP. Each folder wires its own routes
+and AMI subscriptions (its setup() / subscribe()); this file only hands them what they need.
+Tests start the same object.
 """
 
 from __future__ import annotations
@@ -11,10 +13,9 @@ import contextlib
 import json
 import os
 import secrets
-import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,7 @@ import structlog
 from aiohttp import web
 
 from acd import http as acd_http
-from acd.callbacks import CallbackDialer
-from acd.devices import WEB_PHONE_SUFFIX, DeviceTracker
+from acd.devices import DeviceTracker
 from acd.engine import Engine
 from acd.service import AcdService
 from acd.service_level import ServiceLevelWindows
@@ -32,8 +32,12 @@ from acd.supervision import Supervision
 from acd.wallboard import WallboardHub
 from acd.widening import policy_from_name
 from agent_client import http as agent_http
-from agent_client.limits import LoginThrottle
 from agent_client.service import Agent, AgentDirectory, DesktopHub
+from calls import http as call_http
+from calls.callbacks import CallbackDialer
+from calls.fallback import FallbackCalls
+from calls.leftovers import recover_fallback_calls, recover_recordings
+from calls.record import CallRecords
 from calls.store import CallStore
 from cases import http as case_http
 from cases import open311
@@ -44,17 +48,18 @@ from cases.store import CaseStore
 from cityline.config import PROJECT_DIR, Settings
 from db.embedded import EmbeddedPostgres
 from db.migrations import apply_migrations
-from db.pool import create_pool, redact, utcnow
+from db.pool import create_pool, redact
 from ivr.audiosocket_server import AudioSocketServer
+from ivr.call_handler import CallHandler, CallSettings
 from ivr.intents import grammar_phrases
 from ivr.languages import load_language_packs, model_paths
 from ivr.prompts import render_prompts
-from ivr.service import CallHandler, CallSettings
 from ivr.speech import SpeechPool
 from ivr.speech_call import PromptAudio, SpeechPath, SpeechSettings, services_with_phrases
 from ivr.speech_dialog import LANGUAGE_WORDS, YES_NO
 from pbx.ami import AmiLink
 from pbx.asterisk import (
+    CITY_NUMBER,
     AgentEndpoint,
     AsteriskInstance,
     AsteriskSettings,
@@ -62,15 +67,11 @@ from pbx.asterisk import (
     reload_agents,
 )
 from pbx.fastagi import FastAgiServer
-from pbx.queue_log import QueuedCall, queue_calls
 from recordings.service import RecordingCollector
-from web.app import build_app, page_routes
-from web.kit import AUTHENTICATE
+from web.app import create_app, setup_pages
 
 log = structlog.get_logger(__name__)
 
-# The dial plan's last resort (asterisk-conf/queues.conf) when this process cannot take a call.
-FALLBACK_QUEUE = "cityline-fallback"
 
 SCHEMA_FILES = [
     ("cases", PROJECT_DIR / "cases" / "schema.sql"),
@@ -104,11 +105,9 @@ class CityLine:
         self.directory: AgentDirectory | None = None
         self.desktops: DesktopHub | None = None
         self.http_port = settings.http_port
-        self.calls: CallStore | None = None
+        self.records: CallRecords | None = None
+        self.calls: CallStore | None = None  # reading call records (tests, reports)
         self.pool: asyncpg.Pool | None = None
-        self._fallback_events: asyncio.Queue[dict[str, str]] = asyncio.Queue()
-        # Asterisk uniqueid -> (call id, entered the fallback queue at)
-        self._fallback_calls: dict[str, tuple[uuid.UUID, datetime]] = {}
 
     # -- start ----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -123,7 +122,8 @@ class CityLine:
         s.state_dir.mkdir(parents=True, exist_ok=True)
         self.admin_token = self._admin_token()
         pool = await self._start_database()
-        self.calls = CallStore(pool)
+        self.records = CallRecords(pool, answer_target_seconds=s.answer_target_seconds)
+        self.calls = self.records.read
         cases = CaseStore(pool, self.catalogue, self.services)
         self.directory = AgentDirectory(pool, self.catalogue, session_hours=s.session_hours)
         agents = await self.directory.load()
@@ -204,8 +204,9 @@ class CityLine:
     async def _start_calls(self, cases: CaseStore) -> None:
         """Everything a resident's call goes through, from the FastAGI port to the agent."""
         s = self.settings
-        assert self.asterisk and self.ami and self.acd and self.directory and self.calls
-        devices = DeviceTracker(self.acd, self._agent_for_endpoint)
+        assert self.asterisk and self.ami and self.acd and self.directory and self.records
+        agent_for_endpoint = self.directory.agent_for_endpoint
+        devices = DeviceTracker(self.acd, agent_for_endpoint)
         self.desktops = DesktopHub(self.directory, phones_of=devices.phones_of)
         recordings = RecordingCollector(
             asterisk_spool_dir=self.asterisk.spool_dir,
@@ -215,19 +216,21 @@ class CityLine:
         self.callbacks = CallbackDialer(
             acd=self.acd,
             ami=self.ami,
-            calls=self.calls,
+            records=self.records,
             cases=cases,
             endpoint_of=self._first_phone,
             send_pop=self.desktops.send_pop,
             ring_timeout_seconds=s.ring_timeout_seconds,
         )
-        await self._recover_recordings(recordings)
-        await self._recover_fallback_calls()
+        await recover_recordings(self.records, recordings)
+        await recover_fallback_calls(
+            self.records, self.asterisk.queue_log_path, agent_for_endpoint
+        )
         self.acd.handle_callbacks(self.callbacks.on_offer)
-        self.ami.add_listener(self.callbacks.on_ami_event)
+        self.callbacks.subscribe(self.ami)
         self._running.stops.append(self.callbacks.drain)
         self.handler = CallHandler(
-            calls=self.calls,
+            records=self.records,
             cases=cases,
             acd=self.acd,
             desktops=self.desktops,
@@ -238,18 +241,20 @@ class CityLine:
             services=self.services,
             settings=CallSettings(
                 ring_timeout_seconds=s.ring_timeout_seconds,
-                answer_target_seconds=s.answer_target_seconds,
                 prompt_dir=self.asterisk.asterisk_sounds_dir,
                 callbacks=bool(s.callback_trunk),
             ),
+            agent_for_endpoint=agent_for_endpoint,
         )
         self._running.stops.append(self.handler.drain)
-        self.ami.add_listener(self._on_ami_event)
-        self.ami.add_listener(devices.on_ami_event)
+        self.handler.subscribe(self.ami)
+        fallback = FallbackCalls(self.records, agent_for_endpoint=agent_for_endpoint)
+        fallback.subscribe(self.ami)
+        devices.subscribe(self.ami)
         ami = self.ami
         self.ami.add_reconnect_listener(lambda: devices.reconcile(ami))
         await devices.reconcile(ami)
-        follower = asyncio.create_task(self._follow_fallback_calls(), name="fallback-calls")
+        follower = asyncio.create_task(fallback.follow(), name="fallback-calls")
         self._running.stops.append(lambda: _cancel(follower))
 
         self.agi = FastAgiServer(self.handler, "127.0.0.1", s.agi_port)
@@ -258,40 +263,36 @@ class CityLine:
 
     async def _start_http(self, cases: CaseStore) -> None:
         s = self.settings
-        assert self.asterisk and self.acd and self.directory and self.calls and self.desktops
-        assert self.wallboard is not None
+        assert self.asterisk and self.ami and self.acd and self.directory and self.records
+        assert self.wallboard is not None and self.desktops is not None and self.pool is not None
         ast = self.asterisk.settings
-        app = build_app(
-            [
-                case_http.routes,
-                agent_http.routes,
-                acd_http.routes,
-                open311.routes,
-                page_routes(s.web_vendor_dir),
-            ]
+        app = create_app()
+        agent_http.setup(
+            app,
+            directory=self.directory,
+            desktops=self.desktops,
+            admin_token=self.admin_token,
+            sip_info={
+                "server": "127.0.0.1",
+                "port": ast.sip_port,
+                "transport": "udp",
+                "number": CITY_NUMBER,
+                # The desk page's softphone registers over Asterisk's WebSocket transport.
+                "ws_url": f"ws://127.0.0.1:{ast.http_port}/ws",
+            },
+            agents_changed=self._agent_created,
+            acd=self.acd,
         )
-        assert self.pool is not None
-        app[open311.SERVICES_POOL] = self.pool
-        app[acd_http.ACD_SERVICE] = self.acd
-        app[acd_http.WALLBOARD] = self.wallboard
-        app[acd_http.SUPERVISION] = Supervision(self.acd, self.ami, self.directory.endpoint_of)
-        app[AUTHENTICATE] = agent_http.authenticate
-        app[case_http.CALLS] = self.calls
-        app[case_http.CASES] = cases
-        app[agent_http.DIRECTORY] = self.directory
-        app[agent_http.DESKTOPS] = self.desktops
-        app[agent_http.ADMIN_TOKEN] = self.admin_token
-        app[agent_http.LOGIN_THROTTLE] = LoginThrottle()
-        app[agent_http.SIP_INFO] = {
-            "server": "127.0.0.1",
-            "port": ast.sip_port,
-            "transport": "udp",
-            "number": "19115",
-            # The desk page's softphone registers over Asterisk's WebSocket transport.
-            "ws_url": f"ws://127.0.0.1:{ast.http_port}/ws",
-        }
-        app[agent_http.AGENTS_CHANGED] = self._agent_created
-        self.acd.subscribe(agent_http.forward_acd_events(app))
+        acd_http.setup(
+            app,
+            acd=self.acd,
+            wallboard=self.wallboard,
+            supervision=Supervision(self.acd, self.ami, self.directory.endpoint_of),
+        )
+        case_http.setup(app, cases=cases, call_trail=self.records.event)
+        call_http.setup(app, calls=self.records.read)
+        open311.setup(app, pool=self.pool)
+        setup_pages(app, s.web_vendor_dir)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, s.http_host, s.http_port, backlog=1024)
@@ -373,7 +374,7 @@ class CityLine:
         s = self.settings
         base = f"http://{s.http_host}:{self.http_port}"
         return {
-            "number": "19115",
+            "number": CITY_NUMBER,
             "sip_registrar": f"udp:127.0.0.1:{s.sip_port}",
             "http": base,
             "agent_websocket": base.replace("http", "ws", 1) + "/ws/agent",
@@ -397,162 +398,10 @@ class CityLine:
         if agent.role == "agent":
             self.acd.upsert_agent(agent.name, agent.skills)
 
-    async def _recover_recordings(self, recordings: RecordingCollector) -> None:
-        """Recordings a stopped or crashed run left in the spool go to the archive and onto
-        their call records; nothing recorded is lost to a restart."""
-        assert self.calls is not None
-        for call_id, source in await recordings.leftovers():
-            try:
-                stored = await recordings.archive(call_id, source)
-                call = await self.calls.get_call(uuid.UUID(call_id))
-                if call is not None and not call.get("recording_path"):
-                    await self.calls.update_call(uuid.UUID(call_id), recording_path=stored)
-                    await self.calls.add_event(uuid.UUID(call_id), "recording_recovered")
-                log.warning("recording_recovered", call_id=call_id, path=stored,
-                            known_call=call is not None)  # fmt: skip
-            except Exception:
-                log.exception("recording_recovery_failed", call_id=call_id, path=str(source))
-
-    async def _recover_fallback_calls(self) -> None:
-        """Calls the fallback queue took while this process was gone (so no AMI event reached
-        us) get their records from app_queue's queue_log; calls we already know are left be."""
-        assert self.asterisk is not None and self.calls is not None
-        path = self.asterisk.queue_log_path
-        if not await asyncio.to_thread(path.is_file):
-            return
-        text = await asyncio.to_thread(path.read_text, "utf-8", "replace")
-        recovered = 0
-        for queued in queue_calls(text.splitlines(), FALLBACK_QUEUE):
-            try:
-                recovered += await self._record_queued_call(queued)
-            except Exception:
-                log.exception("fallback_recovery_failed", uniqueid=queued.uniqueid)
-        if recovered:
-            log.warning("fallback_calls_recovered", calls=recovered, source=str(path))
-
-    async def _record_queued_call(self, queued: QueuedCall) -> int:
-        assert self.calls is not None
-        known = await self.calls.call_by_uniqueid(queued.uniqueid)
-        if known is not None and known.get("ended_at") is not None:
-            return 0
-        if known is None:
-            call_id = uuid.uuid4()
-            await self.calls.create_call(
-                call_id,
-                asterisk_uniqueid=queued.uniqueid,
-                caller_number=queued.caller,
-                arrived_at=datetime.fromtimestamp(queued.entered_at, UTC),
-            )
-        else:
-            call_id = known["id"]
-        fields: dict[str, Any] = {
-            "outcome": queued.outcome,
-            "queued_at": datetime.fromtimestamp(queued.entered_at, UTC),
-        }
-        if queued.member is not None:
-            endpoint = queued.member.removeprefix("PJSIP/").removesuffix(WEB_PHONE_SUFFIX)
-            fields["agent"] = self._agent_for_endpoint(endpoint) or endpoint
-        if queued.answered_at is not None:
-            fields["answered_at"] = datetime.fromtimestamp(queued.answered_at, UTC)
-        if queued.wait_seconds is not None:
-            fields["wait_seconds"] = queued.wait_seconds
-            fields["answered_within_target"] = queued.answered_at is not None and (
-                queued.wait_seconds <= self.settings.answer_target_seconds
-            )
-        if queued.ended_at is not None:
-            fields["ended_at"] = datetime.fromtimestamp(queued.ended_at, UTC)
-        await self.calls.update_call(call_id, **fields)
-        await self.calls.add_event(call_id, "recovered_from_queue_log", {"outcome": queued.outcome})
-        return 1
-
-    def _pop_for_transfer(self, call_id: str, target: str) -> None:
-        """A colleague who takes a transferred call sees what the first agent saw."""
-        assert self.desktops is not None
-        colleague = self._agent_for_endpoint(target)
-        by, pop = next(
-            ((a, p) for a, p in self.desktops.last_pop.items() if p.get("call_id") == call_id),
-            (None, None),
-        )
-        if colleague is not None and pop is not None and colleague != by:
-            pop = {k: v for k, v in pop.items() if k != "type"}
-            self.desktops.send_pop(colleague, {**pop, "transferred_from": by})
-
     def _first_phone(self, agent_id: str) -> str | None:
         """The one phone a callback rings (AMI Originate takes a single channel)."""
         assert self.desktops is not None
         return next(iter(self.desktops.phones_of(agent_id)), None)
-
-    def _agent_for_endpoint(self, endpoint: str) -> str | None:
-        assert self.directory is not None
-        return next(
-            (a.name for a in self.directory.by_name.values() if a.sip_endpoint == endpoint), None
-        )
-
-    def _on_ami_event(self, event: Mapping[str, str]) -> None:
-        name = event.get("Event", "")
-        if name == "DialEnd" and event.get("DialStatus") == "ANSWER" and self.handler:
-            self.handler.on_agent_answered(event.get("Uniqueid", ""))
-        elif name == "BlindTransfer" and event.get("Result") == "Success" and self.handler:
-            target = event.get("Extension", "")
-            call_id = self.handler.on_transferred(event.get("TransfereeUniqueid", ""), target)
-            if call_id is not None:
-                self._pop_for_transfer(call_id, target)
-        elif name == "DTMFEnd" and event.get("Direction") == "Received" and self.handler:
-            self.handler.on_key(event.get("Uniqueid", ""), event.get("Digit", ""))
-        elif name == "UserEvent" and event.get("UserEvent") == "CityLineFallback":
-            self._fallback_events.put_nowait(dict(event))
-        elif name in ("AgentConnect", "Hangup") and event.get("Uniqueid") in self._fallback_calls:
-            self._fallback_events.put_nowait(dict(event))
-
-    async def _follow_fallback_calls(self) -> None:
-        """Keep the records of calls in the fallback queue, one event at a time, in order."""
-        while True:
-            event = await self._fallback_events.get()
-            try:
-                await self._fallback_event(event)
-            except Exception:
-                log.exception("fallback_record_failed", ami_event=event)
-
-    async def _fallback_event(self, event: dict[str, str]) -> None:
-        assert self.calls is not None and self.directory is not None
-        uniqueid = event.get("Uniqueid", "")
-        if event.get("Event") == "UserEvent":
-            try:
-                call_id: uuid.UUID | None = uuid.UUID(event.get("CallId", ""))
-            except ValueError:
-                call_id = None  # the service never saw this call (it was down)
-            if call_id is None or await self.calls.get_call(call_id) is None:
-                call_id = uuid.uuid4()
-                await self.calls.create_call(
-                    call_id,
-                    asterisk_uniqueid=uniqueid,
-                    caller_number=event.get("Caller", ""),
-                    arrived_at=utcnow(),
-                )
-            now = utcnow()
-            await self.calls.update_call(call_id, outcome="fallback", queued_at=now)
-            await self.calls.add_event(call_id, "fallback", {"agi_status": event.get("AgiStatus")})
-            self._fallback_calls[uniqueid] = (call_id, now)
-            log.warning("call_in_fallback_queue", call_id=str(call_id), uniqueid=uniqueid)
-            return
-        call_id, queued_at = self._fallback_calls[uniqueid]
-        if event.get("Event") == "AgentConnect":
-            endpoint = event.get("Interface", "").removeprefix("PJSIP/")
-            agent = self._agent_for_endpoint(endpoint) or endpoint
-            answered = utcnow()
-            wait = (answered - queued_at).total_seconds()
-            await self.calls.update_call(
-                call_id,
-                answered_at=answered,
-                agent=agent,
-                wait_seconds=round(wait, 3),
-                answered_within_target=wait <= self.settings.answer_target_seconds,
-            )
-            await self.calls.add_event(call_id, "answered", {"agent": agent, "via": "fallback"})
-        else:
-            del self._fallback_calls[uniqueid]
-            await self.calls.update_call(call_id, ended_at=utcnow())
-            await self.calls.add_event(call_id, "ended", {"outcome": "fallback"})
 
     # -- stop -------------------------------------------------------------------------------------
     async def stop(self) -> None:
