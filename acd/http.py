@@ -12,7 +12,7 @@ from acd.engine import AcdError
 from acd.service import AcdService
 from acd.supervision import Supervision, SupervisionError, listen_mode, state_request
 from acd.wallboard import WallboardHub, wallboard_state
-from web.kit import json_error, principal, read_object, to_json
+from web.kit import ApiError, json_error, map_errors, principal, read_object, to_json
 
 ACD_SERVICE: web.AppKey[AcdService] = web.AppKey("acd_service")
 WALLBOARD: web.AppKey[WallboardHub] = web.AppKey("wallboard")
@@ -58,7 +58,7 @@ def _agent_name(request: web.Request) -> str:
     return name
 
 
-def _failed(exc: SupervisionError, by: str, action: str, agent: str) -> web.HTTPException:
+def _failed(exc: SupervisionError, by: str, action: str, agent: str) -> ApiError:
     status = STATUS_OF.get(exc.kind, 400)
     log.info("supervisor_action_refused", by=by, action=action, agent=agent, status=status,
              error=str(exc))  # fmt: skip
@@ -107,6 +107,7 @@ def setup(
     app: web.Application, *, acd: AcdService, wallboard: WallboardHub, supervision: Supervision
 ) -> None:
     app.add_routes(routes)
+    map_errors(app, {AcdError: 409})  # a move the agent's or call's state does not allow
     app[ACD_SERVICE] = acd
     app[WALLBOARD] = wallboard
     app[SUPERVISION] = supervision

@@ -20,7 +20,17 @@ from acd.http import ACD_SERVICE
 from acd.service import AcdService
 from agent_client.limits import LoginThrottle
 from agent_client.service import Agent, AgentDirectory, AgentError, DesktopHub
-from web.kit import AUTHENTICATE, Principal, json_error, principal, read_object, text_field, to_json
+from web.kit import (
+    AUTHENTICATE,
+    ApiError,
+    Principal,
+    json_error,
+    map_errors,
+    principal,
+    read_object,
+    text_field,
+    to_json,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -250,13 +260,9 @@ def _handle_desktop_message(app: web.Application, agent: Agent, text: str) -> di
             _change_state(app, agent, body)
             return {"type": "state", "acd": app[ACD_SERVICE].agent_view(agent.name)}
         raise ValueError(f"unknown message type {kind!r}")
-    except web.HTTPException as exc:
-        log.info("desktop_message_rejected", agent=agent.name, error=exc.text)
-        return {
-            "type": "error",
-            "code": exc.status,
-            "error": json.loads(exc.text or "{}").get("error"),
-        }
+    except ApiError as exc:
+        log.info("desktop_message_rejected", agent=agent.name, error=exc.message)
+        return {"type": "error", "code": exc.status, "error": exc.message}
     except ValueError as exc:  # includes JSONDecodeError
         log.info("desktop_message_rejected", agent=agent.name, error=str(exc))
         return {"type": "error", "code": 400, "error": str(exc)}
@@ -284,6 +290,7 @@ def setup(
 ) -> None:
     """The agents' routes; who is asking is decided here for every folder's routes."""
     app.add_routes(routes)
+    map_errors(app, {AgentError: 422})
     app[AUTHENTICATE] = authenticate
     app[DIRECTORY] = directory
     app[DESKTOPS] = desktops

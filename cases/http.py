@@ -13,6 +13,7 @@ from cases.store import CaseError, CaseStore
 from web.kit import (
     json_error,
     location_field,
+    map_errors,
     parse_uuid,
     principal,
     read_object,
@@ -112,5 +113,6 @@ async def get_case(request: web.Request) -> web.Response:
 
 def setup(app: web.Application, *, cases: CaseStore, call_trail: CallTrail) -> None:
     app.add_routes(routes)
+    map_errors(app, {CaseError: 422})
     app[CASES] = cases
     app[CALL_TRAIL] = call_trail

@@ -9,6 +9,8 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
+from web.kit import ERROR_IDS, ApiError, domain_status
+
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -19,16 +21,29 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     """Every error leaves as JSON with a clear message; an unexpected one is logged, not fatal."""
     try:
         return await handler(request)
+    except ApiError as exc:
+        return _refused(request, exc)
     except web.HTTPException as exc:
         if exc.content_type != "application/json" and exc.status >= 400:
-            exc.text = json.dumps({"error": exc.reason})
+            exc.text = json.dumps({"error": exc.reason, "error_id": ERROR_IDS.get(exc.status)})
             exc.content_type = "application/json"
         if exc.status >= 400:
             log.info("http_rejected", method=request.method, path=request.path, status=exc.status)
         raise
-    except Exception:
+    except Exception as exc:
+        status = domain_status(request.app, exc)
+        if status is not None:
+            return _refused(request, ApiError(status, str(exc)))
         log.exception("http_handler_failed", method=request.method, path=request.path)
-        return web.json_response({"error": "internal error; it has been logged"}, status=500)
+        return web.json_response(
+            {"error": "internal error; it has been logged", "error_id": "internal"}, status=500
+        )
+
+
+def _refused(request: web.Request, exc: ApiError) -> web.Response:
+    log.info("http_rejected", method=request.method, path=request.path, status=exc.status,
+             error_id=exc.error_id, error=exc.message)  # fmt: skip
+    return web.json_response(exc.body(), status=exc.status, headers=exc.headers)
 
 
 @web.middleware

@@ -24,18 +24,59 @@ class Principal:
 Authenticate = Callable[[web.Request], Awaitable[Principal]]
 AUTHENTICATE: web.AppKey[Authenticate] = web.AppKey("authenticate")
 
-class JsonError(web.HTTPException):
-    """An HTTP error whose body is JSON: {"error": message}."""
+# A stable, machine-readable id per status; a route may give a more precise one.
+ERROR_IDS = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    409: "conflict",
+    413: "too_large",
+    422: "invalid",
+    429: "too_many_requests",
+    503: "unavailable",
+}
 
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
-        self.status_code = status
-        super().__init__(
-            text=json.dumps({"error": message, **extra}), content_type="application/json"
-        )
+
+class ApiError(Exception):
+    """A request refused: its HTTP status, a stable error id and a message for people.
+
+    Raised anywhere below a route; the one middleware (web/app.py) turns it into the reply
+    {"error": message, "error_id": id, ...}, and a WebSocket turns it into an error message.
+    """
+
+    def __init__(
+        self, status: int, message: str, *, error_id: str | None = None, **extra: Any
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.error_id = error_id or ERROR_IDS.get(status, "error")
+        self.extra = extra
+        self.headers: dict[str, str] = {}
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.message, "error_id": self.error_id, **self.extra}
 
 
-def json_error(status: int, message: str, **extra: Any) -> web.HTTPException:
-    return JsonError(status, message, **extra)
+def json_error(status: int, message: str, **extra: Any) -> ApiError:
+    return ApiError(status, message, **extra)
+
+
+# Errors of the folders' own logic (no HTTP in them) -> the status they mean at the edge.
+# Each folder's setup() registers its own; routes that mean something else catch them.
+DOMAIN_ERRORS: web.AppKey[dict[type[Exception], int]] = web.AppKey("domain_errors")
+
+
+def map_errors(app: web.Application, statuses: Mapping[type[Exception], int]) -> None:
+    app.setdefault(DOMAIN_ERRORS, {}).update(statuses)
+
+
+def domain_status(app: web.Application, exc: Exception) -> int | None:
+    for kind, status in app.get(DOMAIN_ERRORS, {}).items():
+        if isinstance(exc, kind):
+            return status
+    return None
 
 
 async def read_object(request: web.Request, max_bytes: int = 64 * 1024) -> dict[str, Any]:

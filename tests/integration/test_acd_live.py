@@ -9,8 +9,8 @@ import json
 import aiohttp
 import pytest
 
-from cityline.wiring import CityLine
 from cityline.simulated.sipp import call_with_keys
+from cityline.wiring import CityLine
 from tests.conftest import CityFactory
 from tests.support.checks import agent_is, eventually, only_call
 from tests.support.desk import AgentAtDesk, admin_headers, base_url

@@ -10,8 +10,8 @@ from typing import TypeVar
 import aiohttp
 import pytest
 
-from cityline.wiring import CityLine
 from cityline.simulated.sipp import call_with_keys
+from cityline.wiring import CityLine
 from tests.support.checks import agent_is, eventually, no_call_left, only_call
 from tests.support.desk import AgentAtDesk
 

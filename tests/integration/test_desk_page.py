@@ -10,8 +10,8 @@ import aiohttp
 import pytest
 from playwright.async_api import Page, expect
 
-from cityline.wiring import CityLine
 from cityline.simulated.sipp import call_with_keys
+from cityline.wiring import CityLine
 from tests.conftest import CityFactory
 from tests.support.browser import DESKTOP, TV, chromium, console_lines, new_page, screenshot
 from tests.support.checks import eventually, only_call

@@ -10,8 +10,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from cityline.wiring import CityLine
 from cityline.simulated.sipp import call_with_keys
+from cityline.wiring import CityLine
 from pbx.ami import AmiError
 from pbx.asterisk import process_alive
 from tests.conftest import CityFactory

@@ -15,9 +15,9 @@ import pytest
 from playwright.async_api import Page, expect
 
 from acd.wallboard import DayHistory
-from cityline.wiring import CityLine
 from cityline.simulated.agent_phone import AgentPhone
 from cityline.simulated.sipp import call_with_keys
+from cityline.wiring import CityLine
 from tests.support.browser import DESKTOP, TV, chromium, console_lines, new_page, screenshot
 from tests.support.checks import eventually
 from tests.support.desk import DEFAULT_PASSWORD, AgentAtDesk, base_url, create_account

@@ -11,8 +11,8 @@ from typing import Any
 
 import aiohttp
 
-from cityline.wiring import CityLine
 from cityline.simulated.agent_phone import AgentPhone
+from cityline.wiring import CityLine
 
 
 def admin_headers(city: CityLine) -> dict[str, str]:

@@ -11,8 +11,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from cityline.wiring import CityLine
 from cityline.simulated.sipp import Speech
+from cityline.wiring import CityLine
 from ivr.languages import packaged_test_model
 from tests.conftest import CityFactory
 from tests.support.requirements import require
