@@ -4,6 +4,7 @@ actions on agents (force ready or a pause, listen to or whisper into a call)."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import structlog
 from aiohttp import web
@@ -12,6 +13,7 @@ from acd.engine import AcdError
 from acd.service import AcdService
 from acd.supervision import Supervision, SupervisionError, listen_mode, state_request
 from acd.wallboard import WallboardHub, wallboard_state
+from web.app import add_page
 from web.kit import ApiError, json_error, map_errors, principal, read_object, to_json
 
 ACD_SERVICE: web.AppKey[AcdService] = web.AppKey("acd_service")
@@ -24,6 +26,7 @@ STATUS_OF = {"unknown_agent": 404, "bad_request": 400, "conflict": 409, "pbx_dow
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
+STATIC = Path(__file__).resolve().parent / "static"
 
 
 @routes.get("/api/wallboard")
@@ -107,6 +110,7 @@ def setup(
     app: web.Application, *, acd: AcdService, wallboard: WallboardHub, supervision: Supervision
 ) -> None:
     app.add_routes(routes)
+    add_page(app, "/wallboard", STATIC / "wallboard.html", "/static/wallboard")
     map_errors(app, {AcdError: 409})  # a move the agent's or call's state does not allow
     app[ACD_SERVICE] = acd
     app[WALLBOARD] = wallboard

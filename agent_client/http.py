@@ -8,6 +8,7 @@ import json
 import math
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -20,6 +21,7 @@ from acd.http import ACD_SERVICE
 from acd.service import AcdService
 from agent_client.limits import LoginThrottle
 from agent_client.service import Agent, AgentDirectory, AgentError, DesktopHub
+from web.app import add_page
 from web.kit import (
     AUTHENTICATE,
     ApiError,
@@ -44,6 +46,7 @@ LOGIN_THROTTLE = web.AppKey("login_throttle", LoginThrottle)
 AGENTS_CHANGED: web.AppKey[Callable[[Agent], Awaitable[None]]] = web.AppKey("agents_changed")
 
 routes = web.RouteTableDef()
+STATIC = Path(__file__).resolve().parent / "static"
 MAX_WS_MESSAGE = 16 * 1024
 
 
@@ -290,6 +293,7 @@ def setup(
 ) -> None:
     """The agents' routes; who is asking is decided here for every folder's routes."""
     app.add_routes(routes)
+    add_page(app, "/desk", STATIC / "desk.html", "/static/desk")
     map_errors(app, {AgentError: 422})
     app[AUTHENTICATE] = authenticate
     app[DIRECTORY] = directory

@@ -63,35 +63,28 @@ async def page_headers(request: web.Request, handler: Handler) -> web.StreamResp
     return response
 
 
-# The pages: each capability keeps its own static folder; libraries from npm come from
-# build/web (scripts/setup.sh bundles them there).
-PAGES = {
-    "/desk": Path(__file__).resolve().parent.parent / "agent_client" / "static" / "desk.html",
-    "/wallboard": Path(__file__).resolve().parent.parent / "acd" / "static" / "wallboard.html",
-}
-STATIC_DIRS = {
-    "/static/common": Path(__file__).resolve().parent.parent / "cityline" / "static",
-    "/static/desk": PAGES["/desk"].parent,
-    "/static/wallboard": PAGES["/wallboard"].parent,
-}
+COMMON_STATIC = Path(__file__).resolve().parent / "static"  # shared by every page
+
+
+def add_page(app: web.Application, path: str, html: Path, static_prefix: str) -> None:
+    """A page of a folder: its HTML at `path`, its scripts and styles under `static_prefix`."""
+    app.router.add_get(path, _serve_file(html))
+    app.router.add_static(static_prefix, html.parent)
 
 
 def setup_pages(app: web.Application, vendor_dir: Path) -> None:
-    routes = web.RouteTableDef()
+    """What every page shares: the start page, the common scripts, the npm libraries
+    (scripts/setup.sh bundles them into vendor_dir; no CDN)."""
 
-    @routes.get("/")
     async def home(request: web.Request) -> web.StreamResponse:
         raise web.HTTPFound("/desk")
 
-    for path, page in PAGES.items():
-        routes.get(path)(_serve_file(page))
-    for prefix, folder in STATIC_DIRS.items():
-        routes.static(prefix, folder)
+    app.router.add_get("/", home)
+    app.router.add_static("/static/common", COMMON_STATIC)
     if vendor_dir.is_dir():
-        routes.static("/vendor", vendor_dir)
+        app.router.add_static("/vendor", vendor_dir)
     else:
         log.error("page_libraries_missing", dir=str(vendor_dir), fix="run scripts/setup.sh")
-    app.add_routes(routes)
 
 
 def _serve_file(path: Path) -> Handler:
