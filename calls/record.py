@@ -103,5 +103,8 @@ class CallRecords:
         except Exception:
             log.exception("call_event_not_stored", call_id=str(call_id), kind=kind)
 
+    async def handled_by(self, call_id: uuid.UUID, agent: str) -> bool:
+        return await self.read.handled_by(call_id, agent)
+
     def wait_figures(self, wait_seconds: float, *, answered: bool) -> dict[str, Any]:
         return wait_figures(wait_seconds, answered=answered, target_seconds=self.target_seconds)

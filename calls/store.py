@@ -31,6 +31,18 @@ class CallStore:
             )
         )
 
+    async def handled_by(self, call_id: uuid.UUID, agent: str) -> bool:
+        """Whether the agent took the call or was offered it (a callback rang them too)."""
+        return bool(
+            await self._pool.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM calls WHERE id = $1 AND agent = $2)"
+                " OR EXISTS (SELECT 1 FROM call_events WHERE call_id = $1"
+                " AND kind IN ('offered', 'callback_ringing_agent') AND detail->>'agent' = $2)",
+                call_id,
+                agent,
+            )
+        )
+
     async def call_events(self, call_id: uuid.UUID) -> list[dict[str, Any]]:
         rows = await self._pool.fetch(
             "SELECT at, kind, detail FROM call_events WHERE call_id = $1 ORDER BY id", call_id

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import structlog
 from aiohttp import web
 
 from cases.store import CaseError, CaseStore
 from web.kit import (
+    Principal,
     json_error,
     location_field,
     map_errors,
@@ -21,10 +22,23 @@ from web.kit import (
     to_json,
 )
 
+# Who sees a case whole (the caller's number with it): the agent who handled one of its calls
+# or opened it, supervisors and admins. Other agents see open cases nearby, without numbers.
+SEES_EVERY_CASE = frozenset({"supervisor", "admin"})
+
+
+class CaseCalls(Protocol):
+    """The calls a case is about, as cases see them (calls/ owns their records)."""
+
+    async def handled_by(self, call_id: uuid.UUID, agent: str) -> bool: ...
+
+    async def event(
+        self, call_id: uuid.UUID, kind: str, detail: Mapping[str, Any] | None = None
+    ) -> None: ...
+
+
 CASES = web.AppKey("cases", CaseStore)
-# The trail of the call a case was opened on or linked to (calls/ is its one writer).
-CallTrail = Callable[[uuid.UUID, str, dict[str, Any]], Awaitable[None]]
-CALL_TRAIL: web.AppKey[CallTrail] = web.AppKey("call_trail")
+CASE_CALLS: web.AppKey[CaseCalls] = web.AppKey("case_calls")
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
@@ -36,6 +50,8 @@ async def create_case(request: web.Request) -> web.Response:
     body = await read_object(request)
     call_id = parse_uuid(body["call_id"], "call_id") if body.get("call_id") else None
     service_code = text_field(body, "service_code", max_len=60, required=False)
+    if call_id is not None:
+        await _check_call_is_theirs(request, who, call_id)
     attributes = body.get("attributes") or {}
     if not isinstance(attributes, dict):
         raise json_error(400, "attributes: an object of field code -> value is required")
@@ -56,7 +72,7 @@ async def create_case(request: web.Request) -> web.Response:
                  error=str(exc))  # fmt: skip
         raise json_error(422, str(exc)) from exc
     if call_id is not None:
-        await request.app[CALL_TRAIL](
+        await request.app[CASE_CALLS].event(
             call_id, "case_created", {"case_id": case["id"], "agent_id": who.name}
         )
     log.info("case_created", call_id=str(call_id) if call_id else None, case_id=case["id"],
@@ -70,11 +86,12 @@ async def link_call(request: web.Request) -> web.Response:
     who = await principal(request, "agent", "supervisor", "admin")
     body = await read_object(request)
     call_id = parse_uuid(body.get("call_id"), "call_id")
+    await _check_call_is_theirs(request, who, call_id)
     try:
         case = await request.app[CASES].link_call(_case_id(request), call_id, who.name)
     except CaseError as exc:
         raise json_error(404, str(exc)) from exc
-    await request.app[CALL_TRAIL](
+    await request.app[CASE_CALLS].event(
         call_id, "case_linked", {"case_id": case["id"], "agent_id": who.name}
     )
     log.info("call_linked_to_case", call_id=str(call_id), case_id=case["id"], by=who.name)
@@ -103,16 +120,37 @@ def _case_id(request: web.Request) -> int:
 
 @routes.get("/api/cases/{case_id}")
 async def get_case(request: web.Request) -> web.Response:
-    await principal(request)
+    who = await principal(request)
     case_id = _case_id(request)
     case = await request.app[CASES].get_case(case_id)
     if case is None:
         raise json_error(404, f"no case {case_id}")
+    if not await _sees_whole_case(request, who, case):
+        log.info("case_read_refused", case_id=case_id, by=who.name)
+        raise json_error(403, "only the agent who handled this case's call, supervisors and admins")
     return to_json(case)
 
 
-def setup(app: web.Application, *, cases: CaseStore, call_trail: CallTrail) -> None:
+async def _check_call_is_theirs(request: web.Request, who: Principal, call_id: uuid.UUID) -> None:
+    """An agent may put a case only on a call they handled (not on a colleague's)."""
+    if who.role in SEES_EVERY_CASE:
+        return
+    if not await request.app[CASE_CALLS].handled_by(call_id, who.name):
+        log.info("case_on_foreign_call_refused", call_id=str(call_id), by=who.name)
+        raise json_error(403, "this call was handled by another agent")
+
+
+async def _sees_whole_case(request: web.Request, who: Principal, case: Mapping[str, Any]) -> bool:
+    if who.role in SEES_EVERY_CASE or case.get("created_by") == who.name:
+        return True
+    calls = request.app[CASE_CALLS]
+    if case.get("call_id") is not None and await calls.handled_by(case["call_id"], who.name):
+        return True
+    return await request.app[CASES].linked_by(int(case["id"]), who.name)
+
+
+def setup(app: web.Application, *, cases: CaseStore, calls: CaseCalls) -> None:
     app.add_routes(routes)
     map_errors(app, {CaseError: 422})
     app[CASES] = cases
-    app[CALL_TRAIL] = call_trail
+    app[CASE_CALLS] = calls

@@ -189,6 +189,16 @@ class CaseStore:
     async def get_case(self, case_id: int) -> dict[str, Any] | None:
         return _row(await self._pool.fetchrow("SELECT * FROM cases WHERE id = $1", case_id))
 
+    async def linked_by(self, case_id: int, agent: str) -> bool:
+        """Whether the agent linked one of their calls to this case."""
+        return bool(
+            await self._pool.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM case_calls WHERE case_id = $1 AND linked_by = $2)",
+                case_id,
+                agent,
+            )
+        )
+
     async def cases_for_call(self, call_id: uuid.UUID) -> list[dict[str, Any]]:
         """Cases opened on the call, and existing cases the call was linked to."""
         rows = await self._pool.fetch(

@@ -289,7 +289,7 @@ class CityLine:
             wallboard=self.wallboard,
             supervision=Supervision(self.acd, self.ami, self.directory.endpoint_of),
         )
-        case_http.setup(app, cases=cases, call_trail=self.records.event)
+        case_http.setup(app, cases=cases, calls=self.records)
         call_http.setup(app, calls=self.records.read)
         open311.setup(app, pool=self.pool)
         setup_pages(app, s.web_vendor_dir)

@@ -30,6 +30,10 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if exc.status >= 400:
             log.info("http_rejected", method=request.method, path=request.path, status=exc.status)
         raise
+    except ConnectionResetError:
+        # The client went away mid-request (closed tab, timeout): nothing to answer, no fault.
+        log.info("http_client_gone", method=request.method, path=request.path)
+        raise
     except Exception as exc:
         status = domain_status(request.app, exc)
         if status is not None:
@@ -46,21 +50,34 @@ def _refused(request: web.Request, exc: ApiError) -> web.Response:
     return web.json_response(exc.body(), status=exc.status, headers=exc.headers)
 
 
-@web.middleware
-async def page_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Pages and their scripts: always revalidated, never framed, no third-party content."""
-    response = await handler(request)
-    if not request.path.startswith(("/api/", "/ws/")):
-        response.headers.setdefault("Cache-Control", "no-cache")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        # connect-src: the page's own WebSockets plus the PBX's (the softphone registers there).
-        response.headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; connect-src 'self' ws://127.0.0.1:* ws://localhost:*; "
-            "media-src 'self' blob:; img-src 'self' data:; style-src 'self' 'unsafe-inline'",
-        )
-    return response
+# Every answer: never sniffed, never framed, no referrer leaks the page's address.
+COMMON_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+# API answers carry personal data: never cached, never run as a document.
+API_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+}
+# Pages and their scripts: always revalidated, no third-party content. connect-src: the
+# page's own WebSockets plus the PBX's (the softphone registers there).
+PAGE_HEADERS = {
+    "Cache-Control": "no-cache",
+    "Content-Security-Policy": (
+        "default-src 'self'; connect-src 'self' ws://127.0.0.1:* ws://localhost:*; "
+        "media-src 'self' blob:; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+        "frame-ancestors 'none'"
+    ),
+}
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Set on every response as it is sent, errors and files included."""
+    api = request.path.startswith(("/api/", "/ws/", "/open311/"))
+    for name, value in {**COMMON_HEADERS, **(API_HEADERS if api else PAGE_HEADERS)}.items():
+        response.headers.setdefault(name, value)
 
 
 COMMON_STATIC = Path(__file__).resolve().parent / "static"  # shared by every page
@@ -96,4 +113,6 @@ def _serve_file(path: Path) -> Handler:
 
 def create_app() -> web.Application:
     """The application every folder's setup() adds its routes to."""
-    return web.Application(middlewares=[json_errors, page_headers], client_max_size=256 * 1024)
+    app = web.Application(middlewares=[json_errors], client_max_size=256 * 1024)
+    app.on_response_prepare.append(security_headers)
+    return app

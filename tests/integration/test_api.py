@@ -253,3 +253,18 @@ async def test_the_service_catalogue_is_public_over_open311(
     assert {"service_code", "service_name", "group"} <= set(services[0])
     async with http.get(base_url(city) + "/open311/v2/services/street_light_out.json") as response:
         assert response.status == 200
+
+
+async def test_api_answers_carry_security_headers_errors_included(
+    city: CityLine, http: aiohttp.ClientSession
+) -> None:
+    for path, headers in (("/api/wallboard", {}), ("/api/calls", admin_headers(city))):
+        async with http.get(base_url(city) + path, headers=headers) as response:
+            assert response.status in (200, 401)
+            assert response.headers["Cache-Control"] == "no-store"
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
+            assert response.headers["X-Frame-Options"] == "DENY"
+            assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+    async with http.get(base_url(city) + "/desk") as page:
+        assert page.headers["Cache-Control"] == "no-cache"
+        assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
