@@ -24,7 +24,8 @@ from cases.services import ServiceCatalogue
 from ivr.audiosocket import Audio, Dtmf
 from ivr.audiosocket_server import AudioSession, AudioSocketServer
 from ivr.intents import STEMMERS, IntentMatcher, grammar_phrases
-from ivr.speech import Final, Partial, SpeechError, SpeechPool, SpeechSession
+from ivr.speech import SpeechError, SpeechPool, SpeechSession
+from ivr.speech_core import Final, Partial
 from ivr.speech_dialog import (
     Event,
     Heard,
