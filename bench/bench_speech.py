@@ -33,7 +33,8 @@ from typing import Any
 
 from bench.common import write_result
 from ivr.languages import TEST_LANGUAGE, packaged_test_model
-from ivr.speech import BYTES_PER_MS, Final, SpeechPool, SpeechSession
+from ivr.speech import SpeechPool, SpeechSession
+from ivr.speech_core import BYTES_PER_MS, Final
 
 PHRASES = ["네", "아니요", "안녕하세요", "감사합니다", "하나", "둘", "셋", "서울"]
 FRAME = 20 * BYTES_PER_MS

@@ -1,7 +1,8 @@
 """Transcript -> service: a small, deterministic intent matcher for the speech IVR.
 
 Pure: built once per language from the service catalogue, then `match()` does no I/O and
-keeps no state between calls (a bounded cache of fuzzy look-ups aside).
+keeps no state between calls (a bounded cache of fuzzy look-ups aside). Folding, tokens,
+stemmers and stop words are in ivr/text_folding.py, the address finder in ivr/addresses.py.
 
 Scoring
 -------
@@ -54,8 +55,6 @@ import functools
 import itertools
 import json
 import math
-import re
-import unicodedata
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,6 +62,8 @@ from enum import StrEnum
 from pathlib import Path
 
 from cases.services import ServiceCatalogue, load_services
+from ivr.addresses import Address, extract_address
+from ivr.text_folding import STEMMERS, STOP_WORDS, is_word, tokenise, word_set
 
 SPECIAL_AGENT = "agent"
 SPECIAL_YES = "yes"
@@ -89,13 +90,6 @@ class Candidate:
     service_code: str
     group: str
     score: float
-
-
-@dataclass(frozen=True)
-class Address:
-    text: str  # as spoken, e.g. "ulicy Polnej 5"
-    street: str
-    number: str | None
 
 
 @dataclass(frozen=True)
@@ -136,151 +130,51 @@ class MatchResult:
         return None
 
 
-# --- normalisation and stemming ----------------------------------------------------------
-
-# ą and ę alternate inside Polish stems (gałąź/gałęzie, dąb/dęby) and both end many forms,
-# so both fold to "e".
-_FOLD = str.maketrans({"ł": "l", "ą": "ę", "’": "", "'": "", "`": ""})
-_TOKEN = re.compile(r"\d+(?:st|nd|rd|th)\b|\d+[a-z]?(?:/\d+[a-z]?)?|[^\W\d_]+\.?|[,;:!?]")
-
-
-def fold(text: str) -> str:
-    """Lower case without diacritics or apostrophes: 'Gałąź spadła' -> 'galez spadla'."""
-    decomposed = unicodedata.normalize("NFKD", text.lower().translate(_FOLD))
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
-
-
-def _words(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
-
-# Longest first. Nominal, adjectival and common verbal endings, diacritics folded (ą/ę -> e).
-_PL_SUFFIXES = sorted(
-    _words(
-        """owiakach owskiej owskich owskimi iejszy owych owymi owego owemu owej owie owa owe
-        owy ow owi iami ami iach ach iom om iem em iego ego iemu emu iej ej ymi imi ych ich ym
-        im ania anie aniu eniu enie enia eniem aniem ujemy ujecie uja uje ujesz owac ywac iwac
-        ac ic yc alem alam ilem ilam ylem ylam ales ali aly ala alo ili ily ila ilo il yli yla
-        ylo yl al ona one ony ono ana ane any ani eni ene ena ia ie io iu a e i o u y"""
-    ),
-    key=lambda suffix: (-len(suffix), suffix),
-)
-_MIN_STEM = 3
-
-
-def stem_pl(word: str) -> str:
-    """Strip the longest known inflection suffix, keeping at least 3 letters of stem."""
-    if word.isdigit():
-        return word
-    for suffix in _PL_SUFFIXES:
-        if word.endswith(suffix) and len(word) - len(suffix) >= _MIN_STEM:
-            return word[: -len(suffix)]
-    return word
-
-
-_EN_IRREGULAR = dict(
-    pair.split(":")
-    for pair in """broken:break broke:break fell:fall fallen:fall ran:run children:child
-    kids:kid men:man people:person left:leave neighbour:neighbor neighbours:neighbor
-    neighbors:neighbor
-    tyres:tire tyre:tire tires:tire lorry:truck lorries:truck rubbish:garbage trash:garbage
-    litter:litter kerb:curb""".split()
-)
-_DOUBLE_OK = _words("ll ss zz ff")
-
-
-def stem_en(word: str) -> str:
-    """A light English stemmer: plurals, -ing, -ed, -ion, -ly, a final -e and doubled letters."""
-    if word in _EN_IRREGULAR:
-        return _EN_IRREGULAR[word]
-    if word.isdigit() or len(word) <= 3:
-        return word
-    w = word
-    if w.endswith("ies") and len(w) > 4:
-        w = w[:-3] + "y"
-    elif w.endswith("sses"):
-        w = w[:-2]
-    elif w.endswith("s") and not w.endswith(("ss", "us", "is")):
-        w = w[:-1]
-    for suffix, repl in (("ied", "y"), ("ing", ""), ("ed", ""), ("ion", ""), ("ly", "")):
-        if w.endswith(suffix) and len(w) - len(suffix) >= 3:
-            w = w[: -len(suffix)] + repl
-            break
-    if len(w) > 3 and w[-1] == w[-2] and w[-2:] not in _DOUBLE_OK and w[-1] not in "aeiou":
-        w = w[:-1]
-    if w.endswith("e") and len(w) > 4:
-        w = w[:-1]
-    return w
-
-
-STEMMERS = {"pl": stem_pl, "en": stem_en}
-
-# Fillers and function words, folded. Meaningful question words (kiedy, gdzie, when, where)
-# stay: they separate information requests from reports.
-_STOP = {
-    "pl": _words(
-        """a i w we z ze na do od po o u przy pod nad za przed obok kolo jest se byl bylo to
-        ten ta te tego tej tym tu tam sie mi mnie moj moja moje mojej mojego moim nasz nasza
-        nasze naszej naszego naszym nam nas nie no tak czy co jak jaki jaka jakie jakis
-        jakas ktos cos bo ale juz tez jeszcze bardzo dzien dobry witam halo prosze pan pani
-        panstwo chcialem chcialam chce chcialbym chcialabym zglosic zglaszam dzwonie sprawie
-        wlasnie mam ma mamy jestem wiec oraz lub albo dla teraz tutaj znowu caly cala cale
-        dzis dzisiaj the"""
-    ),
-    "en": _words(
-        """a an the is are was were be been being am i im ive my me we our us you your it its
-        this that thats there theres here of on in at to for from by with and or but so as
-        has have had hasnt havent do does did dont doesnt didnt not no just please hi hello
-        hey good morning afternoon evening id like would want wanted need needs report
-        calling call about can could get got all very really still again they them their
-        theyre he she his her will wont some any also now today yes yeah ok okay um uh oh
-        well s t d ll whats up"""
-    ),
-}
+# --- words of the special intents ----------------------------------------------------------
 
 _YES = {
-    "pl": _words(
+    "pl": word_set(
         """tak zgadza dokladnie oczywiscie jasne potwierdzam owszem mhm dobrze ok okej yes
         racja poprawnie"""
     ),
-    "en": _words(
+    "en": word_set(
         """yes yeah yep yup sure correct right exactly ok okay absolutely indeed affirmative
         definitely mhm aye"""
     ),
 }
 _NO = {
-    "pl": _words("nie niestety wcale bledne blednie zle niepoprawnie inna inne innego pomylka"),
-    "en": _words("no nope nah not wrong incorrect negative isnt"),
+    "pl": word_set("nie niestety wcale bledne blednie zle niepoprawnie inna inne innego pomylka"),
+    "en": word_set("no nope nah not wrong incorrect negative isnt"),
 }
 _YES_NO_FILLER = {
-    "pl": _words(
+    "pl": word_set(
         """no to sie jest prosze dziekuje chodzi o tak ze mi ja jak najbardziej mowilem mowilam
         juz ta ten sprawa cos a chyba"""
     ),
-    "en": _words(
+    "en": word_set(
         """that thats is it its s please thank thanks you uh um hmm oh well i think so yes the
         one right all sir madam of course quite at a"""
     ),
 }
-_AGENT_WORDS = _words(
+_AGENT_WORDS = word_set(
     """agent agenta agentem agentka operator operatora operatorem operatorka konsultant
     konsultanta konsultantem konsultantka konsultantke konsultantki czlowiekiem czlowieka
     human representative rep advisor adviser receptionist pracownikiem doradca doradcy
     switchboard"""
 )
 # A verb of talking or an adjective like "real", together with a word for a person.
-_AGENT_CUES = _words(
+_AGENT_CUES = word_set(
     """rozmawiac porozmawiac polaczyc polacz polaczcie przelaczyc przelacz przelaczcie mowic
     talk speak connect transfer put through
     pogadac real live actual prawdziwy prawdziwa prawdziwym zywy zywym poprosze"""
 )
-_AGENT_OBJECTS = _words(
+_AGENT_OBJECTS = word_set(
     """kims ktos czlowiek osoba someone somebody person anyone anybody pracownik human
     czlowiekiem obslugi obsluga staff"""
 )
 _LANGUAGE_WORDS = {
-    "en": _words("english angielski angielsku angielskim inglisz anglais"),
-    "pl": _words("polski polsku polskim polish polskiego polska"),
+    "en": word_set("english angielski angielsku angielskim inglisz anglais"),
+    "pl": word_set("polski polsku polskim polish polskiego polska"),
 }
 
 # Place and context words: where the problem is, not what it is ("the lamp at the pedestrian
@@ -289,138 +183,19 @@ _LANGUAGE_WORDS = {
 # count fully only when nothing else in the utterance points to a service; otherwise their
 # evidence is scaled by _CONTEXT_WEIGHT. Stemmed when the matcher is built.
 _CONTEXT_WORDS = {
-    "pl": _words(
+    "pl": word_set(
         """skrzyzowanie skrzyzowaniu skrzyzowaniem przejscie przejsciu przejsciem pieszych
         pieszy przystanek przystanku przystankiem rog rogu brama bramie bramy podworko
         podworku blok bloku budynek budynku klatka klatce szkola szkole szkoly przychodnia
         przychodni sklep sklepem sklepu kosciol kosciolem szpital szpitala dom domu domem
         ogrodek ogrodku las lesie lasu"""
     ),
-    "en": _words(
+    "en": word_set(
         """intersection junction crossing crosswalk zebra pedestrian corner gate
         school building clinic shop store church hospital station house home garden yard
         forest woods bus stop tram shelter"""
     ),
 }
-
-# --- addresses -----------------------------------------------------------------------------
-
-_STREET_PL = _words(
-    """ul ul. ulica ulicy ulice ulic al al. aleja alei aleje alejach plac placu pl. os os.
-    osiedle osiedlu rondo rondzie skwer skwerze bulwar bulwarze"""
-)
-_STREET_EN = _words(
-    """street st st. road rd rd. avenue ave ave. lane ln square boulevard blvd way drive dr
-    place close crescent terrace parkway highway"""
-)
-_ADDRESS_STOP_PL = _words(
-    "na przy w we pod obok kolo z ze od do i a ale bo jest se numer nr numerem przed za to"
-)
-_ADDRESS_STOP_EN = _words(
-    """on at in the of near by outside from to and or our my your their is are a an this that
-    along off opposite behind down up number no corner junction every whole same next across
-    over all"""
-)
-
-
-@dataclass(frozen=True)
-class _Token:
-    raw: str  # as written
-    word: str  # folded
-    start: int
-    end: int
-
-
-def _tokens(text: str) -> list[_Token]:
-    # Fold character by character, remembering where each folded character came from, so an
-    # address can be returned as the resident's own words ("Marszałkowskiej 12").
-    chars: list[str] = []
-    origin: list[int] = []
-    for i, ch in enumerate(text):
-        for f in fold(ch):
-            chars.append(f)
-            origin.append(i)
-    folded = "".join(chars)
-    out = []
-    for m in _TOKEN.finditer(folded):
-        start, end = origin[m.start()], origin[m.end() - 1] + 1
-        out.append(_Token(text[start:end], m.group(0), start, end))
-    return out
-
-
-def _is_word(t: _Token) -> bool:
-    return t.word[0].isalpha()
-
-
-def _is_number(t: _Token) -> bool:
-    return t.word[0].isdigit()
-
-
-def extract_address(tokens: list[_Token], language: str) -> tuple[Address | None, set[int]]:
-    """The first street address in the utterance and the token indexes it spans."""
-    street_words = _STREET_PL if language == "pl" else _STREET_EN
-    stop = _ADDRESS_STOP_PL if language == "pl" else _ADDRESS_STOP_EN
-    n = len(tokens)
-    for i, tok in enumerate(tokens):
-        if tok.word not in street_words:
-            continue
-        if language == "pl":
-            # "ulica Marszałkowska 12", "przy ul. Grójeckiej": the name follows the type word.
-            j, names = i + 1, list[int]()
-            while j < n and _is_word(tokens[j]) and tokens[j].word not in stop and len(names) < 3:
-                names.append(j)
-                j += 1
-            if not names:
-                continue
-            number = j if j < n and _is_number(tokens[j]) else None
-            if number is None:
-                names = names[:1]  # without a house number, only "ulicy Grójeckiej"
-            span = list(range(i, (number if number is not None else names[-1]) + 1))
-            return _address(tokens, span, names, number), set(span)
-        # "Main Street 5", "5 Main Street", "on Elm Road": the name precedes the type word.
-        j, names = i - 1, []
-        while j >= 0 and len(names) < 2:
-            t = tokens[j]
-            if _is_word(t) and t.word not in stop and t.word not in _STOP["en"]:
-                names.insert(0, j)
-                j -= 1
-            elif _is_number(t) and t.word[-1].isalpha() and not names:
-                names.insert(0, j)  # "5th Avenue"
-                j -= 1
-            else:
-                break
-        if not names:
-            continue
-        start = names[0]
-        number = None
-        if i + 1 < n and _is_number(tokens[i + 1]):
-            number = i + 1
-        elif start > 0 and _is_number(tokens[start - 1]):
-            number = start - 1
-            start = number
-        end = number if number is not None and number > i else i
-        span = list(range(start, end + 1))
-        street_span = [*names, i]
-        return _address(tokens, span, street_span, number), set(span)
-    if language == "pl":
-        # "na Marszałkowskiej 12": a preposition, one name word, a house number.
-        for k in range(1, n):
-            if _is_number(tokens[k]) and _is_word(tokens[k - 1]):
-                name = k - 1
-                if tokens[name].word in stop or tokens[name].word in _STOP["pl"]:
-                    continue
-                if name > 0 and tokens[name - 1].word in {"na", "przy", "ul", "ul."}:
-                    span = [name, k]
-                    return _address(tokens, span, [name], k), set(span)
-    return None, set()
-
-
-def _address(
-    tokens: list[_Token], span: list[int], street: list[int], number: int | None
-) -> Address:
-    text = " ".join(tokens[k].raw for k in span)
-    street_text = " ".join(tokens[k].raw for k in street if k != number)
-    return Address(text, street_text, tokens[number].raw if number is not None else None)
 
 
 # --- the matcher ---------------------------------------------------------------------------
@@ -480,7 +255,7 @@ class IntentMatcher:
                 examples_of[example.service_code].append(example.text)
         self.language = language
         self._stem = STEMMERS[language]
-        self._stop = _STOP[language]
+        self._stop = STOP_WORDS[language]
         self._groups = {s.code: s.group for s in catalogue}
         self._weights: dict[str, dict[str, float]] = defaultdict(dict)  # term -> service -> w
         self._pairs: dict[tuple[str, str], set[str]] = defaultdict(set)
@@ -536,13 +311,13 @@ class IntentMatcher:
 
     def _content_stems(self, text: str) -> list[str]:
         return [
-            self._stem(t.word) for t in _tokens(text) if _is_word(t) and t.word not in self._stop
+            self._stem(t.word) for t in tokenise(text) if is_word(t) and t.word not in self._stop
         ]
 
     def _index_terms(self, text: str) -> set[str]:
         terms = set(self._content_stems(text))
         # A keyword "street light" is also indexed as "streetlight": either spelling finds it.
-        words = [t.word for t in _tokens(text) if _is_word(t) and t.word not in self._stop]
+        words = [t.word for t in tokenise(text) if is_word(t) and t.word not in self._stop]
         for a, b in itertools.pairwise(words):
             terms.add(self._stem(a + b))
         return terms
@@ -644,12 +419,12 @@ class IntentMatcher:
         return evidence
 
     def match(self, transcript: str) -> MatchResult:
-        tokens = _tokens(transcript)
+        tokens = tokenise(transcript)
         address, address_span = extract_address(tokens, self.language)
         # Only a span with a house number is surely an address; "ulica nieodśnieżona" or
         # "the bus lane" must still count as evidence.
         cut = address_span if address is not None and address.number is not None else set()
-        words = [t.word.rstrip(".") for k, t in enumerate(tokens) if k not in cut and _is_word(t)]
+        words = [t.word.rstrip(".") for k, t in enumerate(tokens) if k not in cut and is_word(t)]
         special = self._special(words)
         content = [w for w in words if w not in self._stop]
         evidence = self.score(content)

@@ -23,8 +23,9 @@ import structlog
 from cases.services import ServiceCatalogue
 from ivr.audiosocket import Audio, Dtmf
 from ivr.audiosocket_server import AudioSession, AudioSocketServer
-from ivr.intents import STEMMERS, IntentMatcher, grammar_phrases
-from ivr.speech import Final, Partial, SpeechError, SpeechPool, SpeechSession
+from ivr.intents import IntentMatcher, grammar_phrases
+from ivr.speech import SpeechError, SpeechPool, SpeechSession
+from ivr.speech_core import Final, Partial
 from ivr.speech_dialog import (
     Event,
     Heard,
@@ -36,6 +37,7 @@ from ivr.speech_dialog import (
     SpeechDialog,
     SpeechFailed,
 )
+from ivr.text_folding import STEMMERS
 from pbx.fastagi import AgiChannel, AgiError, AgiHangup
 
 log = structlog.get_logger(__name__)

@@ -1,23 +1,28 @@
 """AGI wire codec: bytes from Asterisk in, typed events out; commands out as bytes.
 
-Sans-IO: no sockets, no clock. The parser is a small state machine whose transitions are a
-table (state, line kind) -> (action, next state), so every accepted sequence is visible in
-one place and anything not in the table is a protocol error.
+Sans-IO: no sockets, no clock. Two state machines, each a table so that every accepted
+sequence is visible in one place and anything not in the table is an error:
+
+- AgiParser, the lines: (state, line kind) -> (action, next state).
+- AgiSession, the conversation (h11's way): which command is owed a reply, whether the caller
+  has hung up, whether the connection is gone or the session failed. It owns a parser.
 """
 
 from __future__ import annotations
 
 import enum
 import re
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, NoReturn
 from urllib.parse import parse_qs
 
 __all__ = [
     "MAX_BLOCK_LINES",
     "MAX_HEADER_LINES",
     "MAX_LINE",
+    "AgiCommand",
     "AgiDeadChannel",
     "AgiEvent",
     "AgiHangupNotice",
@@ -25,8 +30,11 @@ __all__ = [
     "AgiParser",
     "AgiProtocolError",
     "AgiReply",
+    "AgiSession",
+    "AgiStateError",
     "AgiUsageError",
     "ParserState",
+    "SessionState",
     "encode_command",
 ]
 
@@ -44,6 +52,10 @@ class AgiProtocolError(Exception):
         super().__init__(f"{reason}: {line!r}" if line else reason)
         self.reason = reason
         self.line = line
+
+
+class AgiStateError(RuntimeError):
+    """This side asked for what its session state does not allow (a bug here, not the peer's)."""
 
 
 @dataclass(frozen=True)
@@ -354,3 +366,213 @@ def encode_command(*words: str) -> bytes:
         else:
             out.append(word)
     return (" ".join(out) + "\n").encode("utf-8")
+
+
+class AgiCommand:
+    """One command line to send, checked and encoded when made: ValueError for bad words."""
+
+    __slots__ = ("wire", "words")
+
+    def __init__(self, *words: str) -> None:
+        self.wire = encode_command(*words)
+        self.words = words
+
+    @property
+    def name(self) -> str:
+        return self.words[0]
+
+    def __repr__(self) -> str:
+        return f"AgiCommand{self.words!r}"
+
+
+# --- the conversation ----------------------------------------------------------------------
+
+
+class SessionState(enum.Enum):
+    HEADER = "header"  # the agi_* environment has not ended yet
+    IDLE = "idle"  # no reply is owed: a command may be sent
+    AWAITING_REPLY = "awaiting_reply"  # a command was sent and its reply is owed
+    CLOSED = "closed"  # the connection is gone (EOF, reset); for a call that is a hang-up
+    FAILED = "failed"  # protocol error or a local failure (timeout): the stream is untrusted
+
+
+class _Input(enum.Enum):
+    SEND = "a command"
+    HEADER = "a header"
+    REPLY = "a reply"  # AgiReply, AgiUsageError
+    DEAD = "a 511 reply"  # answers the command and says the channel is dead
+    HANGUP = "a HANGUP notice"
+    LOST = "the end of the connection"
+    FAIL = "a failure"
+
+
+_INPUT_OF: dict[type, _Input] = {
+    AgiHeader: _Input.HEADER,
+    AgiReply: _Input.REPLY,
+    AgiUsageError: _Input.REPLY,
+    AgiDeadChannel: _Input.DEAD,
+    AgiHangupNotice: _Input.HANGUP,
+}
+
+# Inputs that say the caller is gone; recorded even when the input itself is out of turn.
+_CALLER_GONE = frozenset({_Input.DEAD, _Input.HANGUP, _Input.LOST})
+
+_S = SessionState
+# state -> {input: next state}; a missing pair is illegal. LOST and FAIL are facts, legal in
+# every state. After a HANGUP the channel runs in dead mode and still takes commands.
+_TRANSITIONS: dict[SessionState, dict[_Input, SessionState]] = {
+    _S.HEADER: {
+        _Input.HEADER: _S.IDLE,
+        _Input.LOST: _S.CLOSED,
+        _Input.FAIL: _S.FAILED,
+    },
+    _S.IDLE: {
+        _Input.SEND: _S.AWAITING_REPLY,
+        _Input.HANGUP: _S.IDLE,
+        _Input.LOST: _S.CLOSED,
+        _Input.FAIL: _S.FAILED,
+    },
+    _S.AWAITING_REPLY: {
+        _Input.REPLY: _S.IDLE,
+        _Input.DEAD: _S.IDLE,
+        # Asterisk sends it between commands; the pending command still gets its reply
+        _Input.HANGUP: _S.AWAITING_REPLY,
+        _Input.LOST: _S.CLOSED,
+        _Input.FAIL: _S.FAILED,
+    },
+    # after a failed write the read side may still hold what Asterisk sent before it went
+    _S.CLOSED: {
+        _Input.HANGUP: _S.CLOSED,
+        _Input.LOST: _S.CLOSED,
+        _Input.FAIL: _S.FAILED,
+    },
+    # a session failed on a timeout keeps reading until the connection ends
+    _S.FAILED: {
+        _Input.HANGUP: _S.FAILED,
+        _Input.LOST: _S.FAILED,
+        _Input.FAIL: _S.FAILED,
+    },
+}
+
+
+class AgiSession:
+    """One AGI conversation, sans-IO: commands in as AgiCommand, out as bytes; bytes in, events
+    out. It knows which command is owed a reply, and that a reply with none owed is a protocol
+    error.
+
+    ``receive_data(data)`` queues what the bytes complete (``b""`` is the end of the stream);
+    ``next_event()`` takes them one at a time, each applied to the state as it is taken, so the
+    events before an illegal one are still had. A protocol error (AgiProtocolError) leaves the
+    session FAILED; asking for an illegal step here (AgiStateError) changes nothing.
+    """
+
+    def __init__(self) -> None:
+        self.state = SessionState.HEADER
+        self.header: AgiHeader | None = None
+        self.awaiting: AgiCommand | None = None  # the command whose reply is owed
+        self.hung_up = False  # HANGUP, 511 or the connection gone: the caller has left
+        self.closed_reason: str | None = None  # why the connection is gone (the first reason)
+        self.failure: str | None = None  # why the session failed (the first reason)
+        self._parser = AgiParser()
+        self._events: deque[AgiEvent] = deque()
+        self._eof = False  # the peer ended the stream; applied once the queue is taken
+
+    # -- this side -------------------------------------------------------------------------------
+
+    def send(self, command: AgiCommand) -> bytes:
+        """The bytes to write for `command`. AgiStateError unless the session is IDLE."""
+        next_state = self._next(_Input.SEND)
+        if next_state is None:
+            raise AgiStateError(f"cannot send {command.name} in state {self.state.value}")
+        self._enter(next_state)
+        self.awaiting = command
+        return command.wire
+
+    def connection_lost(self, reason: str) -> None:
+        """The connection is gone (EOF, read or write error): any owed reply never comes."""
+        if self.closed_reason is None:
+            self.closed_reason = reason
+        self._enter(self._always(_Input.LOST))
+
+    def fail(self, reason: str) -> None:
+        """End the session on an error (a reply that did not come in time, ...)."""
+        if self.failure is None:
+            self.failure = reason
+        self._enter(self._always(_Input.FAIL))
+
+    # -- the peer --------------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Bytes from Asterisk; ``b""`` when it closed the stream. Raises AgiProtocolError for
+        bytes that are not AGI or a stream that ended mid-message."""
+        if self._eof:
+            raise AgiStateError("data after the end of the stream")
+        try:
+            if data:
+                self._events.extend(self._parser.feed(data))
+            else:
+                self._parser.close()
+                self._eof = True
+        except AgiProtocolError as exc:
+            self._protocol_error(exc)
+
+    def next_event(self) -> AgiEvent | None:
+        """The next event received, applied to the state; None when there is none (yet).
+        Raises AgiProtocolError for an event the state does not allow (a reply with no command
+        owed one)."""
+        if self._events:
+            event = self._events.popleft()
+            self._receive(event)
+            return event
+        if self._eof and self.closed_reason is None:
+            self.connection_lost("eof")
+        return None
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _receive(self, event: AgiEvent) -> None:
+        what = _INPUT_OF[type(event)]
+        next_state = self._next(what)
+        if next_state is None:
+            if what in (_Input.REPLY, _Input.DEAD):
+                reason = "reply with no pending command"
+            else:
+                reason = f"{what.value} in state {self.state.value}"
+            self._protocol_error(AgiProtocolError(reason, _line_of(event)))
+        self._enter(next_state)
+        if isinstance(event, AgiHeader):
+            self.header = event
+
+    def _next(self, what: _Input) -> SessionState | None:
+        """The state `what` leads to, None if it is illegal here; notes a caller gone either way
+        (a 511 out of turn still says the channel is dead)."""
+        if what in _CALLER_GONE:
+            self.hung_up = True
+        return _TRANSITIONS[self.state].get(what)
+
+    def _always(self, what: _Input) -> SessionState:
+        next_state = self._next(what)
+        assert next_state is not None, f"{what} must be legal in every state"
+        return next_state
+
+    def _enter(self, state: SessionState) -> None:
+        self.state = state
+        if state is not _S.AWAITING_REPLY:
+            self.awaiting = None
+
+    def _protocol_error(self, exc: AgiProtocolError) -> NoReturn:
+        self.fail(f"protocol error: {exc.reason}")
+        raise exc
+
+
+def _line_of(event: AgiEvent) -> str:
+    """The line an event came from, near enough for an error message."""
+    if isinstance(event, AgiReply):
+        return event.raw
+    if isinstance(event, AgiDeadChannel):
+        return f"511 {event.text}".rstrip()
+    if isinstance(event, AgiUsageError):
+        return f"520 {event.text}".rstrip()
+    if isinstance(event, AgiHangupNotice):
+        return "HANGUP"
+    return ""

@@ -1,7 +1,9 @@
 """FastAGI server: one asyncio task per call, a thin adapter around the sans-IO codec.
 
 Each connection reads the `agi_*` header under a timeout, then hands an AgiChannel to the
-handler. A reader task per session owns the socket's read side: it feeds the parser, resolves
+handler. The protocol state (which command is owed a reply, hang-up, dead or failed session)
+is the codec's AgiSession; this module adds the socket, a future per command, timeouts and a
+lock. A reader task per session owns the socket's read side: it feeds the session, resolves
 the one pending command, and notices hang-ups even while no command is running. Whatever a
 connection does wrong (closes early, sends garbage, stalls, times out) ends that session only.
 """
@@ -17,15 +19,14 @@ import structlog
 
 from ivr.connections import ConnectionServer, peer_of
 from pbx.agi import (
+    AgiCommand,
     AgiDeadChannel,
     AgiEvent,
-    AgiHangupNotice,
-    AgiHeader,
-    AgiParser,
     AgiProtocolError,
     AgiReply,
+    AgiSession,
     AgiUsageError,
-    encode_command,
+    SessionState,
 )
 
 __all__ = ["AgiChannel", "AgiError", "AgiHandler", "AgiHangup", "FastAgiServer"]
@@ -53,27 +54,29 @@ class AgiChannel:
     is gone or the session failed, commands raise at once.
     """
 
-    def __init__(self, header: AgiHeader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, session: AgiSession, writer: asyncio.StreamWriter) -> None:
+        header = session.header
+        if header is None:
+            raise ValueError("the AGI session has not had its header yet")
         self.env: Mapping[str, str] = MappingProxyType(dict(header.env))
         self.script: str = header.script
         self.params: Mapping[str, str] = MappingProxyType(dict(header.params))
         self.uniqueid: str = header.env.get("agi_uniqueid", "")
         self.caller_number: str = header.env.get("agi_callerid", "")
+        self._session = session
         self._writer = writer
         self._lock = asyncio.Lock()
-        # The command whose reply is owed. It stays set if the caller gave up waiting (was
-        # cancelled): the next command first waits for that reply, or the two would swap.
+        # The future of the command whose reply is owed. It stays set if the caller gave up
+        # waiting (was cancelled): the next command first waits for that reply, or the two
+        # would swap.
         self._pending: asyncio.Future[AgiEvent] | None = None
-        self._hung_up = False
-        self._gone: str | None = None  # why the connection is no longer usable
-        self._failure: str | None = None
         self._ended = asyncio.Event()  # the call is no longer ours: hang-up, EOF or failure
 
     # -- state -----------------------------------------------------------------------------------
 
     @property
     def hung_up(self) -> bool:
-        return self._hung_up
+        return self._session.hung_up
 
     @property
     def closed(self) -> bool:
@@ -93,10 +96,11 @@ class AgiChannel:
         Raises AgiHangup (dead channel, connection gone) or AgiError (rejected, timed out,
         session failed). A timeout ends the session: a late reply would desynchronise it.
         """
-        data = encode_command(*words)  # ValueError before anything is sent
+        command = AgiCommand(*words)  # ValueError before anything is sent
         async with self._lock:
             await self._drain_abandoned(timeout)
             self._check_usable()
+            data = self._session.send(command)  # the session now owes `command` a reply
             fut = self._new_pending()
             try:
                 self._writer.write(data)
@@ -178,42 +182,50 @@ class AgiChannel:
 
     # -- called by the session's reader task ------------------------------------------------------
 
-    def _deliver(self, event: AgiEvent) -> None:
-        if isinstance(event, AgiHangupNotice):
-            # Asterisk sends it between commands; a pending command still gets its reply
-            # (511, or result=-1, or a real answer from a dead-capable command).
-            self._mark_hung_up()
-            return
-        if isinstance(event, AgiHeader):
-            raise AgiProtocolError("second header")  # the parser cannot produce this
-        if isinstance(event, AgiDeadChannel):
-            self._mark_hung_up()
-        fut, self._pending = self._pending, None
-        if fut is None or fut.done():
-            raise AgiProtocolError("reply with no pending command", getattr(event, "raw", "511"))
-        fut.set_result(event)
+    def _receive(self, data: bytes) -> None:
+        """Bytes read from Asterisk (b"" at EOF). Raises AgiProtocolError."""
+        self._session.receive_data(data)
+        self._deliver_events()
+
+    def _deliver_events(self) -> None:
+        """Take what the session has received: replies resolve the pending command."""
+        try:
+            while (event := self._session.next_event()) is not None:
+                if isinstance(event, AgiReply | AgiUsageError | AgiDeadChannel):
+                    # the session checked that a command is owed this reply
+                    fut, self._pending = self._pending, None
+                    if fut is not None and not fut.done():
+                        fut.set_result(event)
+        finally:
+            self._sync()
 
     def _lost(self, reason: str) -> None:
         """The connection is gone (EOF or reset): for a call that is a hang-up."""
-        if self._gone is None:
-            self._gone = reason
-        self._mark_hung_up()
-        self._settle_pending(AgiHangup(f"connection closed ({reason})"))
+        self._session.connection_lost(reason)
+        self._sync()
 
     def _fail(self, reason: str) -> None:
         """End the session on an error: the stream can no longer be trusted."""
-        if self._failure is None:
-            self._failure = reason
-        self._ended.set()
-        self._settle_pending(AgiError(reason))
+        self._session.fail(reason)
+        self._sync()
         # closing makes Asterisk continue its dialplan (which has a fallback)
         self._writer.close()
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _mark_hung_up(self) -> None:
-        self._hung_up = True
-        self._ended.set()
+    def _sync(self) -> None:
+        """Bring the pending command and the ended flag in line with the session's state."""
+        session = self._session
+        if session.state is SessionState.FAILED:
+            self._ended.set()
+            self._settle_pending(AgiError(session.failure))
+        elif session.state is SessionState.CLOSED:
+            self._ended.set()
+            self._settle_pending(AgiHangup(f"connection closed ({session.closed_reason})"))
+        elif session.hung_up:
+            # a pending command still gets its reply (511, result=-1, or a real answer from a
+            # dead-capable command)
+            self._ended.set()
 
     def _new_pending(self) -> asyncio.Future[AgiEvent]:
         fut: asyncio.Future[AgiEvent] = asyncio.get_running_loop().create_future()
@@ -241,10 +253,11 @@ class AgiChannel:
             pass  # that command's outcome has no taker; this one checks the state itself
 
     def _check_usable(self) -> None:
-        if self._failure is not None:
-            raise AgiError(f"session ended: {self._failure}")
-        if self._gone is not None:
-            raise AgiHangup(f"connection closed ({self._gone})")
+        session = self._session
+        if session.state is SessionState.FAILED:
+            raise AgiError(f"session ended: {session.failure}")
+        if session.state is SessionState.CLOSED:
+            raise AgiHangup(f"connection closed ({session.closed_reason})")
 
     @staticmethod
     def _outcome(words: tuple[str, ...], event: AgiEvent) -> AgiReply:
@@ -295,9 +308,9 @@ class FastAgiServer(ConnectionServer):
                 # Asterisk sees the close and falls back to its own dialplan
                 log.warning("agi_session_rejected", peer=peer, reason="too many sessions")
                 return
-            parser = AgiParser()
+            session = AgiSession()
             try:
-                header, early = await self._read_header(reader, parser)
+                await self._read_header(reader, session)
             except TimeoutError:
                 log.warning("agi_header_failed", peer=peer, reason="header timeout")
                 return
@@ -307,7 +320,7 @@ class FastAgiServer(ConnectionServer):
             except OSError as exc:
                 log.warning("agi_header_failed", peer=peer, reason=f"connection error: {exc}")
                 return
-            await self._run_session(header, early, parser, reader, writer, peer)
+            await self._run_session(session, reader, writer, peer)
         finally:
             writer.close()
             try:
@@ -315,38 +328,29 @@ class FastAgiServer(ConnectionServer):
             except (OSError, TimeoutError):
                 pass  # already reset or gone: nothing more to release
 
-    async def _read_header(
-        self, reader: asyncio.StreamReader, parser: AgiParser
-    ) -> tuple[AgiHeader, list[AgiEvent]]:
+    async def _read_header(self, reader: asyncio.StreamReader, session: AgiSession) -> None:
+        """Read until the session has its header; what came after it stays queued there."""
         # chunked reads (not readuntil) so the parser's line and header bounds apply
         async with asyncio.timeout(self._header_timeout):
-            while True:
-                data = await reader.read(_READ_CHUNK)
-                if not data:
-                    parser.close()  # raises: still in the header
-                    raise AgiProtocolError("connection closed before the header ended")
-                events = parser.feed(data)
-                if events:
-                    first = events[0]
-                    assert isinstance(first, AgiHeader)  # the only event of the header state
-                    return first, events[1:]
+            while session.header is None:
+                # b"" at EOF raises: the stream ended inside the header
+                session.receive_data(await reader.read(_READ_CHUNK))
+                session.next_event()  # the header, the only event of the header state
 
     async def _run_session(
         self,
-        header: AgiHeader,
-        early: list[AgiEvent],
-        parser: AgiParser,
+        session: AgiSession,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         peer: str,
     ) -> None:
-        channel = AgiChannel(header, writer)
+        channel = AgiChannel(session, writer)
         started = time.monotonic()
         with structlog.contextvars.bound_contextvars(
             agi_uniqueid=channel.uniqueid, script=channel.script
         ):
             log.info("agi_session_start", peer=peer, caller=channel.caller_number)
-            reader_task = asyncio.create_task(_read_loop(channel, parser, reader, early))
+            reader_task = asyncio.create_task(_read_loop(channel, reader))
             try:
                 await self._handler(channel)
             except AgiHangup as exc:
@@ -364,25 +368,19 @@ class FastAgiServer(ConnectionServer):
                 )
 
 
-async def _read_loop(
-    channel: AgiChannel, parser: AgiParser, reader: asyncio.StreamReader, early: list[AgiEvent]
-) -> None:
+async def _read_loop(channel: AgiChannel, reader: asyncio.StreamReader) -> None:
     """Own the read side of one session until EOF or a protocol error."""
     try:
-        for event in early:
-            channel._deliver(event)
+        channel._deliver_events()  # what came in with the header
         while True:
             try:
                 data = await reader.read(_READ_CHUNK)
             except OSError as exc:
                 channel._lost(f"read error: {exc}")
                 return
+            channel._receive(data)
             if not data:
-                parser.close()
-                channel._lost("eof")
-                return
-            for event in parser.feed(data):
-                channel._deliver(event)
+                return  # the session saw the end of the stream: a hang-up
     except AgiProtocolError as exc:
         log.error("agi_protocol_error", reason=exc.reason, line=exc.line)
         channel._fail(f"protocol error: {exc.reason}")

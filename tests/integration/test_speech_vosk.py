@@ -17,15 +17,8 @@ import pytest
 import pytest_asyncio
 
 from ivr.languages import TEST_LANGUAGE, packaged_test_model
-from ivr.speech import (
-    EndpointConfig,
-    Final,
-    Partial,
-    Result,
-    SpeechPool,
-    SpeechSession,
-    SpeechUnavailable,
-)
+from ivr.speech import SpeechPool, SpeechSession, SpeechUnavailable
+from ivr.speech_core import EndpointConfig, Final, Partial, Result
 from tests.support.requirements import require
 
 MODEL = packaged_test_model()

@@ -9,13 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from ivr.speech import (
+from ivr.speech import SpeechModelError, SpeechPool, SpeechUnavailable
+from ivr.speech_core import (
     EndpointConfig,
     Endpointer,
     Result,
-    SpeechModelError,
-    SpeechPool,
-    SpeechUnavailable,
     Upsampler,
     Word,
     merge_results,
