@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -67,8 +68,11 @@ from pbx.asterisk import (
     reload_agents,
 )
 from pbx.fastagi import FastAgiServer
+from pbx.watchdog import AsteriskKeeper
 from recordings.service import RecordingCollector
+from web import health
 from web.app import create_app, setup_pages
+from web.health import add_check
 
 log = structlog.get_logger(__name__)
 
@@ -97,6 +101,7 @@ class CityLine:
         self.admin_token = ""
         self.asterisk: AsteriskInstance | None = None
         self.ami: AmiLink | None = None
+        self.pbx: AsteriskKeeper | None = None
         self.acd: AcdService | None = None
         self.wallboard: WallboardHub | None = None
         self.callbacks: CallbackDialer | None = None
@@ -176,6 +181,9 @@ class CityLine:
         self._running.stops.append(self.ami.stop)
         if adopted:
             await reload_agents(self.ami)  # agents created while we were gone
+        self.pbx = AsteriskKeeper(self.asterisk)
+        keeper = asyncio.create_task(self.pbx.run(), name="asterisk-keeper")
+        self._running.stops.append(lambda: _cancel(keeper))  # stopped before Asterisk is
 
     async def _start_acd(self, agents: list[Agent]) -> None:
         s = self.settings
@@ -293,6 +301,9 @@ class CityLine:
         call_http.setup(app, calls=self.records.read)
         open311.setup(app, pool=self.pool)
         setup_pages(app, s.web_vendor_dir)
+        health.setup(app)
+        add_check(app, "pbx", self._pbx_health)
+        add_check(app, "database", self._database_health)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, s.http_host, s.http_port, backlog=1024)
@@ -397,6 +408,18 @@ class CityLine:
         await reload_agents(self.ami)
         if agent.role == "agent":
             self.acd.upsert_agent(agent.name, agent.skills)
+
+    async def _pbx_health(self) -> dict[str, Any]:
+        assert self.pbx is not None and self.ami is not None
+        return {**self.pbx.health.view(time.time()), "ami_connected": self.ami.connected}
+
+    async def _database_health(self) -> dict[str, Any]:
+        assert self.pool is not None
+        try:
+            await asyncio.wait_for(self.pool.fetchval("SELECT 1"), timeout=2.0)
+        except Exception as exc:
+            return {"ok": False, "problem": f"PostgreSQL does not answer: {exc!r}"}
+        return {"ok": True}
 
     def _first_phone(self, agent_id: str) -> str | None:
         """The one phone a callback rings (AMI Originate takes a single channel)."""

@@ -101,9 +101,15 @@ class CallSession:
                         await self._talked(self._offered_at)
             if self.live.answered.is_set():
                 self.outcome = "answered"
+            elif self.channel.cut_off:
+                self.outcome = "cut"  # Asterisk went away: the resident did not abandon
             else:
                 self.outcome = f"abandoned_{self.phase}"
-            log.info("caller_hung_up", phase=self.phase, outcome=self.outcome)
+            if self.channel.cut_off:
+                log.error("call_cut_off", phase=self.phase, outcome=self.outcome)
+                await self.h._records.event(self.db_id, "cut_off", {"phase": self.phase})
+            else:
+                log.info("caller_hung_up", phase=self.phase, outcome=self.outcome)
             handled = True
         finally:
             await self._leave_acd()

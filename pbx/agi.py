@@ -416,6 +416,8 @@ _INPUT_OF: dict[type, _Input] = {
 
 # Inputs that say the caller is gone; recorded even when the input itself is out of turn.
 _CALLER_GONE = frozenset({_Input.DEAD, _Input.HANGUP, _Input.LOST})
+# What Asterisk says when the channel hung up; the connection ending without it is a cut.
+_ASTERISK_SAW_HANGUP = frozenset({_Input.DEAD, _Input.HANGUP})
 
 _S = SessionState
 # state -> {input: next state}; a missing pair is illegal. LOST and FAIL are facts, legal in
@@ -471,6 +473,7 @@ class AgiSession:
         self.header: AgiHeader | None = None
         self.awaiting: AgiCommand | None = None  # the command whose reply is owed
         self.hung_up = False  # HANGUP, 511 or the connection gone: the caller has left
+        self.hangup_reported = False  # Asterisk itself said so (HANGUP or 511)
         self.closed_reason: str | None = None  # why the connection is gone (the first reason)
         self.failure: str | None = None  # why the session failed (the first reason)
         self._parser = AgiParser()
@@ -478,6 +481,12 @@ class AgiSession:
         self._eof = False  # the peer ended the stream; applied once the queue is taken
 
     # -- this side -------------------------------------------------------------------------------
+
+    @property
+    def cut_off(self) -> bool:
+        """The connection ended without Asterisk reporting a hang-up: Asterisk died or the
+        link broke, so the call was cut, not left by the caller."""
+        return self.closed_reason is not None and not self.hangup_reported
 
     def send(self, command: AgiCommand) -> bytes:
         """The bytes to write for `command`. AgiStateError unless the session is IDLE."""
@@ -548,6 +557,8 @@ class AgiSession:
         (a 511 out of turn still says the channel is dead)."""
         if what in _CALLER_GONE:
             self.hung_up = True
+        if what in _ASTERISK_SAW_HANGUP:
+            self.hangup_reported = True
         return _TRANSITIONS[self.state].get(what)
 
     def _always(self, what: _Input) -> SessionState:

@@ -396,6 +396,7 @@ class AsteriskInstance:
         """Render the config, launch Asterisk and wait until its AMI port accepts connections."""
         if self.running:
             raise AsteriskError("this Asterisk instance is already running")
+        self._adopted = None  # a survivor we took over and that has since died
         if self.settings.sandbox_root is not None and os.geteuid() != 0:
             raise AsteriskError("running the Asterisk sandbox needs root (chroot)")
         self.render_config()

@@ -79,6 +79,11 @@ class AgiChannel:
         return self._session.hung_up
 
     @property
+    def cut_off(self) -> bool:
+        """Gone without a hang-up from Asterisk (see AgiSession.cut_off)."""
+        return self._session.cut_off
+
+    @property
     def closed(self) -> bool:
         """True once the session is over (hang-up, EOF, or ended on an error)."""
         return self._ended.is_set()

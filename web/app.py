@@ -75,7 +75,7 @@ PAGE_HEADERS = {
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
     """Set on every response as it is sent, errors and files included."""
-    api = request.path.startswith(("/api/", "/ws/", "/open311/"))
+    api = request.path.startswith(("/api/", "/ws/", "/open311/", "/healthz"))
     for name, value in {**COMMON_HEADERS, **(API_HEADERS if api else PAGE_HEADERS)}.items():
         response.headers.setdefault(name, value)
 

@@ -319,3 +319,18 @@ def test_a_failed_session_notes_the_end_of_the_connection() -> None:
     assert not session.hung_up
     receive(session, b"")
     assert session.state is S.FAILED and session.hung_up and session.closed_reason == "eof"
+
+
+def test_a_connection_that_ends_without_a_hangup_is_a_cut() -> None:
+    session = awaiting()
+    receive(session, b"")  # Asterisk died: the stream ends, no HANGUP, no 511
+    assert session.hung_up and session.cut_off
+
+
+def test_a_connection_that_ends_after_a_hangup_is_the_caller_leaving() -> None:
+    for last_words in (b"HANGUP\n", b"511 Command Not Permitted on a dead channel\n"):
+        session = awaiting()
+        receive(session, last_words)
+        assert not session.cut_off  # the connection is still there
+        receive(session, b"")
+        assert session.hung_up and not session.cut_off
