@@ -265,7 +265,9 @@ class CityLine:
         follower = asyncio.create_task(fallback.follow(), name="fallback-calls")
         self._running.stops.append(lambda: _cancel(follower))
 
-        self.agi = FastAgiServer(self.handler, "127.0.0.1", s.agi_port)
+        self.agi = FastAgiServer(
+            self.handler, "127.0.0.1", s.agi_port, key=self.asterisk.settings.agi_key
+        )
         await self.agi.start()
         self._running.stops.append(self.agi.stop)
 

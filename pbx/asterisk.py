@@ -125,6 +125,8 @@ class AsteriskSettings:
     ami_username: str = "cityline"
     # Generated per instance: there is never a default AMI password.
     ami_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
+    # Sent with every FastAGI call (the dial plan's AGI URL): only this Asterisk knows it.
+    agi_key: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     moh_class: str = "default"
     # host:port where calls to residents go (a SIP trunk or gateway); empty: no callbacks.
     callback_trunk: str = ""
@@ -265,9 +267,13 @@ class AsteriskInstance:
         secret = _manager_secret(self.etc_dir / "manager.conf", self.settings.ami_username)
         if not secret:
             return False
-        fresh_secret, self.settings.ami_secret = self.settings.ami_secret, secret
+        agi_key = _agi_key(self.etc_dir / "cityline-globals.conf")
+        if not agi_key:
+            return False
+        fresh = (self.settings.ami_secret, self.settings.agi_key)
+        self.settings.ami_secret, self.settings.agi_key = secret, agi_key
         if not self._config_on_disk_matches():
-            self.settings.ami_secret = fresh_secret
+            self.settings.ami_secret, self.settings.agi_key = fresh
             return False
         self._adopted = pid
         self._log.warning("asterisk_adopted", pid=pid, reason="left running by a run that died")
@@ -329,6 +335,7 @@ class AsteriskInstance:
             "rtp_end": s.rtp_end,
             "ami_username": s.ami_username,
             "ami_secret": s.ami_secret,
+            "agi_key": s.agi_key,
             "moh_class": s.moh_class,
             "sounds_dir": self.asterisk_sounds_dir,
             "ice_host_candidates": ice_loopback_mapping(interface_ipv4_addresses()),
@@ -517,6 +524,15 @@ def _manager_secret(path: Path, username: str) -> str | None:
                         re.MULTILINE | re.DOTALL)  # fmt: skip
     secret = re.search(r"^secret\s*=\s*(\S+)", section.group(1), re.MULTILINE) if section else None
     return secret.group(1) if secret else None
+
+
+def _agi_key(path: Path) -> str | None:
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    found = re.search(r"^CITYLINE_AGI_URL\s*=.*[?&]key=([^&\s]+)", text, re.MULTILINE)
+    return found.group(1) if found else None
 
 
 async def _port_open(host: str, port: int) -> bool:

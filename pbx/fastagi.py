@@ -11,6 +11,7 @@ connection does wrong (closes early, sends garbage, stalls, times out) ends that
 from __future__ import annotations
 
 import asyncio
+import hmac
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
@@ -301,10 +302,14 @@ class FastAgiServer(ConnectionServer):
         header_timeout: float = 5.0,
         max_sessions: int = 1000,
         stop_timeout: float = 5.0,
+        key: str | None = None,
     ) -> None:
         super().__init__(host, port, max_sessions=max_sessions, stop_timeout=stop_timeout)
         self._handler = handler
         self._header_timeout = header_timeout
+        # With a key, only connections that carry it (?key= in the AGI URL) are calls: any
+        # other local process could otherwise inject calls with a made-up caller number.
+        self._key = key
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = peer_of(writer)
@@ -325,6 +330,9 @@ class FastAgiServer(ConnectionServer):
             except OSError as exc:
                 log.warning("agi_header_failed", peer=peer, reason=f"connection error: {exc}")
                 return
+            if not self._key_matches(session):
+                log.warning("agi_session_refused", peer=peer, reason="missing or wrong key")
+                return
             await self._run_session(session, reader, writer, peer)
         finally:
             writer.close()
@@ -332,6 +340,12 @@ class FastAgiServer(ConnectionServer):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
             except (OSError, TimeoutError):
                 pass  # already reset or gone: nothing more to release
+
+    def _key_matches(self, session: AgiSession) -> bool:
+        if self._key is None:
+            return True
+        given = session.header.params.get("key", "") if session.header else ""
+        return hmac.compare_digest(given.encode(), self._key.encode())
 
     async def _read_header(self, reader: asyncio.StreamReader, session: AgiSession) -> None:
         """Read until the session has its header; what came after it stays queued there."""

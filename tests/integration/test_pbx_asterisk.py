@@ -148,7 +148,8 @@ async def test_call_reaches_agi_then_falls_back_to_queue(
         assert joined["Queue"] == "cityline-fallback"
         assert "PJSIP/anonymous-" in await ami.command("queue show cityline-fallback")
         if server is not None:
-            assert b"agi_network_script: city\n" in headers[0]
+            key = asterisk.settings.agi_key
+            assert f"agi_network_script: city?key={key}\n".encode() in headers[0]
             assert b"agi_context: city-inbound\n" in headers[0]
         assert await asyncio.wait_for(sipp.wait(), 20) == 0
     finally:

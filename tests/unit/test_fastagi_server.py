@@ -526,3 +526,26 @@ async def test_200_concurrent_sessions(make_server: ServerFactory) -> None:
     await asyncio.wait_for(asyncio.gather(*(call(i) for i in range(200))), 20)
     assert sorted(served) == sorted(f"1000.{i}" for i in range(200))
     await eventually(lambda: server.active_sessions == 0)
+
+
+async def test_with_a_key_only_connections_that_carry_it_become_calls(
+    make_server: ServerFactory,
+) -> None:
+    calls: list[str] = []
+
+    async def handler(channel: AgiChannel) -> None:
+        calls.append(channel.params.get("lang", ""))
+
+    server = await make_server(handler, key="s3cret-key")
+    with capture_logs() as logs:
+        for script in ("city?lang=pl", "city?lang=pl&key=wrong", "city?key=s3cret-key-and-more"):
+            intruder = await FakeAsterisk.connect(server.port, header(script=script))
+            await intruder.expect_closed()
+            intruder.close()
+        assert calls == []
+        assert [e["reason"] for e in logs if e["event"] == "agi_session_refused"] == [
+            "missing or wrong key"
+        ] * 3
+        asterisk = await FakeAsterisk.connect(server.port, header(script="city?lang=en&key=s3cret-key"))
+        await eventually(lambda: calls == ["en"])
+        asterisk.close()
