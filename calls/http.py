@@ -10,7 +10,7 @@ from aiohttp import web
 
 from calls.store import CallStore
 from cases.http import CASES
-from web.kit import json_error, parse_uuid, principal, to_json
+from web.kit import json_error, parse_uuid, principal, to_json, whole_number
 
 CALLS = web.AppKey("calls", CallStore)
 log = structlog.get_logger(__name__)
@@ -58,10 +58,7 @@ async def get_recording(request: web.Request) -> web.StreamResponse:
 @routes.get("/api/calls")
 async def recent_calls(request: web.Request) -> web.Response:
     await principal(request, "supervisor", "admin")
-    try:
-        limit = min(max(int(request.query.get("limit", "50")), 1), 500)
-    except ValueError as exc:
-        raise json_error(400, "limit must be a number") from exc
+    limit = min(max(whole_number(request.query.get("limit", "50"), "limit"), 1), 500)
     return to_json(await request.app[CALLS].recent_calls(limit))
 
 

@@ -20,6 +20,7 @@ from web.kit import (
     read_object,
     text_field,
     to_json,
+    whole_number,
 )
 
 # Who sees a case whole (the caller's number with it): the agent who handled one of its calls
@@ -112,10 +113,7 @@ async def nearby_cases(request: web.Request) -> web.Response:
 
 
 def _case_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["case_id"])
-    except ValueError as exc:
-        raise json_error(400, "case id must be a number") from exc
+    return whole_number(request.match_info["case_id"], "case id")
 
 
 @routes.get("/api/cases/{case_id}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -85,13 +86,56 @@ async def read_object(request: web.Request, max_bytes: int = 64 * 1024) -> dict[
     raw = await request.content.read(max_bytes + 1)
     if len(raw) > max_bytes:
         raise json_error(413, f"body larger than {max_bytes} bytes")
+    return parse_json_object(raw or b"null", what="body")
+
+
+# Deeper than any request of ours: a bound, so nesting cannot exhaust the stack.
+MAX_JSON_DEPTH = 32
+# Text PostgreSQL cannot store (NUL) or that is not Unicode text (lone surrogates).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def parse_json_object(raw: bytes | str, *, what: str = "message") -> dict[str, Any]:
+    """A JSON object from a client, checked for what would fail deeper down: too deep, numbers
+    too long to read, text that cannot be stored. Anything else is an ApiError (400)."""
     try:
-        body = json.loads(raw or b"null")
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise json_error(400, f"body is not valid JSON: {exc}") from exc
+        body = json.loads(raw)
+    except RecursionError as exc:
+        raise json_error(400, f"{what} is nested too deeply") from exc
+    except ValueError as exc:  # JSONDecodeError, bad UTF-8, integers over 4,300 digits
+        raise json_error(400, f"{what} is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
-        raise json_error(400, "body must be a JSON object")
+        raise json_error(400, f"{what} must be a JSON object")
+    problem = _unclean(body, MAX_JSON_DEPTH)
+    if problem:
+        raise json_error(400, f"{what}: {problem}")
     return body
+
+
+def _unclean(value: Any, depth: int) -> str | None:
+    """Why a parsed JSON value cannot be taken ("" or None when it can)."""
+    if depth <= 0:
+        return f"nested deeper than {MAX_JSON_DEPTH} levels"
+    if isinstance(value, str):
+        return "text with NUL or invalid characters" if _UNSTORABLE.search(value) else None
+    if isinstance(value, dict):
+        items: list[Any] = [*value.keys(), *value.values()]
+    elif isinstance(value, list):
+        items = value
+    else:
+        return None
+    for item in items:
+        problem = _unclean(item, depth - 1)
+        if problem:
+            return problem
+    return None
+
+
+def whole_number(text: str, name: str, *, maximum: int = 2**63 - 1) -> int:
+    """A non-negative id or count written in ASCII digits (not "１２", not 5,000 digits)."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > maximum:
+        raise json_error(400, f"{name} must be a whole number up to {maximum}")
+    return int(text)
 
 
 def text_field(
@@ -104,6 +148,8 @@ def text_field(
         raise json_error(400, f"{name}: a non-empty string is required")
     if len(value) > max_len:
         raise json_error(400, f"{name}: at most {max_len} characters")
+    if _UNSTORABLE.search(value):
+        raise json_error(400, f"{name}: text with NUL or invalid characters")
     return value.strip()
 
 
