@@ -125,8 +125,13 @@ def apply(engine: Engine, op: tuple[str, int, Any], now: float) -> list[Offer]:
         return engine.upsert_agent(agent_id, arg, now)
     if kind == "agent_up":
         offers = engine.upsert_agent(agent_id, arg, now)
-        if engine.agent_state(agent_id).value == "logged_out":
+        state = engine.agent_state(agent_id).value
+        if state == "logged_out":
             engine.login(agent_id, now)
+        elif state in ("ringing", "on_call"):
+            # Busy, perhaps with a call its new skills just won: "ready" would fail after the
+            # upsert already changed things, and a failed op must change nothing.
+            return offers
         return offers + engine.set_ready(agent_id, now)
     if kind == "login":
         return engine.login(agent_id, now)
