@@ -21,27 +21,16 @@ import math
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from acd.agents import BUSY_STATES, AcdError, Agent, AgentEvent, AgentState, next_state
+from acd.calls import Call, CallEvent, CallInfo, CallKey, CallState, QueueKey, states_allowing
 from acd.service_level import ServiceLevelWindows
 from acd.widening import TargetDrivenWidening, WideningPolicy
 
-__all__ = [
-    "AcdError",
-    "AgentState",
-    "Announcement",
-    "CallInfo",
-    "CallState",
-    "Engine",
-    "FollowUp",
-    "Offer",
-]
+__all__ = ["AcdError", "Announcement", "Engine", "FollowUp", "Offer"]
 
 Atoms = tuple[tuple[str, int], ...]
-QueueKey = tuple[str, str]  # (language, group)
-CallKey = tuple[int, float, int]  # (-priority, enqueued_at, seq): smaller is served first
 
 
 @dataclass(frozen=True)
@@ -78,77 +67,6 @@ class FollowUp:
     group: str
     attempts: int
     at: float
-
-
-class CallState(StrEnum):
-    WAITING = "waiting"
-    CALLBACK_HOLD = "callback_hold"  # callback failed, waiting to retry (keeps its place)
-    RINGING = "ringing"  # an agent is reserved
-    ON_CALL = "on_call"
-    DONE = "done"
-
-
-@dataclass(frozen=True)
-class CallInfo:
-    call_id: str
-    state: CallState
-    language: str
-    group: str
-    priority: int
-    enqueued_at: float
-    rung: int
-    agent_id: str | None
-    callback_number: str | None
-    callback_attempts: int
-    answered_at: float | None
-    outcome: str | None  # answered, abandoned, callback_answered, callback_failed
-    overflow: bool
-
-
-@dataclass
-class _Call:
-    call_id: str
-    language: str
-    group: str
-    priority: int
-    enqueued_at: float
-    seq: int
-    state: CallState = CallState.WAITING
-    rung: int = 0
-    version: int = 0  # bumps when the call leaves its pools; older heap entries are stale
-    pools: tuple[int, ...] = ()
-    agent_id: str | None = None
-    callback_number: str | None = None
-    callback_attempts: int = 0
-    retry_at: float | None = None
-    answered_at: float | None = None
-    outcome: str | None = None
-    overflow: bool = False
-
-    @property
-    def key(self) -> CallKey:
-        return (-self.priority, self.enqueued_at, self.seq)
-
-    @property
-    def queue(self) -> QueueKey:
-        return (self.language, self.group)
-
-    def info(self) -> CallInfo:
-        return CallInfo(
-            self.call_id,
-            self.state,
-            self.language,
-            self.group,
-            self.priority,
-            self.enqueued_at,
-            self.rung,
-            self.agent_id,
-            self.callback_number,
-            self.callback_attempts,
-            self.answered_at,
-            self.outcome,
-            self.overflow,
-        )
 
 
 @dataclass
@@ -218,8 +136,8 @@ class Engine:
         self._seq = itertools.count()
         self._agents: dict[str, Agent] = {}
         self._busy_since: dict[str, float] = {}
-        self._calls: dict[str, _Call] = {}
-        self._finished: OrderedDict[str, _Call] = OrderedDict()
+        self._calls: dict[str, Call] = {}
+        self._finished: OrderedDict[str, Call] = OrderedDict()
         self._pools: list[_Pool] = []
         self._pool_by_atoms: dict[Atoms, int] = {}
         self._rung_pools: dict[tuple[str, str, int], tuple[int, ...]] = {}
@@ -240,7 +158,7 @@ class Engine:
             raise AcdError(f"unknown agent {agent_id!r}")
         return agent
 
-    def _call(self, call_id: str, *states: CallState) -> _Call:
+    def _call(self, call_id: str, *states: CallState) -> Call:
         call = self._calls.get(call_id)
         if call is None:
             if call_id in self._finished:
@@ -252,6 +170,10 @@ class Engine:
             wanted = " or ".join(s.value for s in states)
             raise AcdError(f"call {call_id!r} is {call.state.value}, expected {wanted}")
         return call
+
+    def _call_for(self, call_id: str, event: CallEvent) -> Call:
+        """The live call, if `event` is legal in its state (checked before anything changes)."""
+        return self._call(call_id, *states_allowing(event))
 
     def agent_state(self, agent_id: str) -> AgentState:
         return self._agent(agent_id).state
@@ -355,7 +277,7 @@ class Engine:
             and pool_id in call.pools
         )
 
-    def _index_call(self, call: _Call) -> None:
+    def _index_call(self, call: Call) -> None:
         """Put a waiting call into the pools of its current rung."""
         call.pools = self._rung_pool_ids(call.language, call.group, call.rung)
         entry = (*call.key, call.call_id, call.version)
@@ -374,17 +296,17 @@ class Engine:
         else:
             self._widenable.pop(call.call_id, None)
 
-    def _unindex_call(self, call: _Call) -> None:
+    def _unindex_call(self, call: Call) -> None:
         for pool_id in call.pools:
             self._pools[pool_id].calls_live -= 1
         call.pools = ()
         call.version += 1
         self._widenable.pop(call.call_id, None)
 
-    def _queue_add(self, call: _Call) -> None:
+    def _queue_add(self, call: Call) -> None:
         bisect.insort(self._queues.setdefault(call.queue, []), call.key)
 
-    def _queue_remove(self, call: _Call) -> None:
+    def _queue_remove(self, call: Call) -> None:
         queue = self._queues.get(call.queue)
         if queue is None:
             return
@@ -449,7 +371,7 @@ class Engine:
                 best = heap[0]
         return None if best is None else self._agents[best[2]]
 
-    def _best_call(self, agent: Agent) -> _Call | None:
+    def _best_call(self, agent: Agent) -> Call | None:
         best: tuple[int, float, int, str, int] | None = None
         for pool_id in agent.pools:
             heap = self._pools[pool_id].calls
@@ -459,12 +381,12 @@ class Engine:
                 best = heap[0]
         return None if best is None else self._calls[best[3]]
 
-    def _offer(self, call: _Call, agent: Agent, now: float) -> Offer:
+    def _offer(self, call: Call, agent: Agent, now: float) -> Offer:
         self._unindex_call(call)
         self._queue_remove(call)
         self._transition(agent, AgentEvent.OFFER, now)
         agent.call_id = call.call_id
-        call.state = CallState.RINGING
+        call.transition(CallEvent.OFFER)
         call.agent_id = agent.agent_id
         self.decisions += 1
         return Offer(call.call_id, agent.agent_id, call.rung, call.callback_number)
@@ -476,7 +398,7 @@ class Engine:
         if call is not None:
             offers.append(self._offer(call, agent, now))
 
-    def _dispatch_call(self, call: _Call, now: float, offers: list[Offer]) -> None:
+    def _dispatch_call(self, call: Call, now: float, offers: list[Offer]) -> None:
         """Offer the call at its rung; step down while the policy says the target is at risk."""
         while True:
             agent = self._best_agent(call.pools)
@@ -487,7 +409,7 @@ class Engine:
                 return
             self._widen(call)
 
-    def _should_widen(self, call: _Call, now: float) -> bool:
+    def _should_widen(self, call: Call, now: float) -> bool:
         if call.rung + 1 >= len(self.policy.ladder):
             return False
         due = self.policy.step_due_at(call.enqueued_at, call.rung)
@@ -495,12 +417,12 @@ class Engine:
             return True
         return self._at_risk(call, now) and self._ready_on_wider_rung(call)
 
-    def _at_risk(self, call: _Call, now: float) -> bool:
+    def _at_risk(self, call: Call, now: float) -> bool:
         return self.policy.at_risk(
             now - call.enqueued_at, self._predicted_wait(call), self.target_seconds
         )
 
-    def _ready_on_wider_rung(self, call: _Call) -> bool:
+    def _ready_on_wider_rung(self, call: Call) -> bool:
         """Whether an agent on a rung below the call's is ready now.
 
         Stepping down only helps a call at risk when someone there can answer it now. With every
@@ -512,16 +434,16 @@ class Engine:
             for rung in range(call.rung + 1, len(self.policy.ladder))
         )
 
-    def _widen(self, call: _Call) -> None:
+    def _widen(self, call: Call) -> None:
         self._unindex_call(call)
         call.rung += 1
         self._index_call(call)
 
-    def _position(self, call: _Call) -> int:
+    def _position(self, call: Call) -> int:
         queue = self._queues.get(call.queue, [])
         return bisect.bisect_left(queue, call.key) + 1
 
-    def _predicted_wait(self, call: _Call) -> float:
+    def _predicted_wait(self, call: Call) -> float:
         """Position over the live answer rate of the agents who may take it at this rung.
 
         The answer rate is the rate at which those agents become free: busy members over the
@@ -603,7 +525,7 @@ class Engine:
             raise AcdError(f"call {call_id!r} was already enqueued")
         if not language or not group:
             raise AcdError(f"call {call_id!r}: language and group are required")
-        call = _Call(call_id, language, group, priority, now, next(self._seq))
+        call = Call(call_id, language, group, priority, now, next(self._seq))
         self._calls[call_id] = call
         self._queue_add(call)
         if self.overflow_limit is not None and len(self._queues[call.queue]) > self.overflow_limit:
@@ -620,16 +542,16 @@ class Engine:
 
     def answered(self, call_id: str, now: float) -> list[Offer]:
         """The reserved agent picked up."""
-        call = self._call(call_id, CallState.RINGING)
+        call = self._call_for(call_id, CallEvent.ANSWER)
         if call.callback_number is not None:
             raise AcdError(f"call {call_id!r} is a callback: report it with callback_result")
         self._connect(call, now)
         return []
 
-    def _connect(self, call: _Call, now: float) -> None:
+    def _connect(self, call: Call, now: float) -> None:
         assert call.agent_id is not None
         self._transition(self._agents[call.agent_id], AgentEvent.ANSWER, now)
-        call.state = CallState.ON_CALL
+        call.transition(CallEvent.ANSWER)
         call.answered_at = now
         if self.stats is not None:
             if call.callback_number is None:
@@ -638,14 +560,14 @@ class Engine:
                 self.stats.callback_connected(call.call_id, now)
 
     def _back_in_place(
-        self, call: _Call, event: AgentEvent, reason: str, now: float
+        self, call: Call, event: CallEvent, agent_event: AgentEvent, reason: str, now: float
     ) -> list[Offer]:
         assert call.agent_id is not None
         agent = self._agents[call.agent_id]
-        self._transition(agent, event, now, reason)
+        self._transition(agent, agent_event, now, reason)
         agent.call_id = None
         call.agent_id = None
-        call.state = CallState.WAITING
+        call.transition(event)
         self._queue_add(call)  # same key: same place
         self._index_call(call)
         offers: list[Offer] = []
@@ -655,17 +577,21 @@ class Engine:
 
     def ring_no_answer(self, call_id: str, now: float) -> list[Offer]:
         """Agent did not pick up: agent -> paused("no answer"), call back in its place."""
-        call = self._call(call_id, CallState.RINGING)
-        return self._back_in_place(call, AgentEvent.NO_ANSWER, "no answer", now)
+        call = self._call_for(call_id, CallEvent.NO_ANSWER)
+        return self._back_in_place(
+            call, CallEvent.NO_ANSWER, AgentEvent.NO_ANSWER, "no answer", now
+        )
 
     def ring_failed(self, call_id: str, now: float) -> list[Offer]:
         """Agent's phone could not be rung: agent -> paused("unreachable"), call back in place."""
-        call = self._call(call_id, CallState.RINGING)
-        return self._back_in_place(call, AgentEvent.RING_FAILED, "unreachable", now)
+        call = self._call_for(call_id, CallEvent.RING_FAILED)
+        return self._back_in_place(
+            call, CallEvent.RING_FAILED, AgentEvent.RING_FAILED, "unreachable", now
+        )
 
     def call_ended(self, call_id: str, now: float) -> list[Offer]:
         """Talk ended: the agent goes to wrap-up (per agent, per group or default), or ready."""
-        call = self._call(call_id, CallState.ON_CALL)
+        call = self._call_for(call_id, CallEvent.END)
         assert call.agent_id is not None
         agent = self._agents[call.agent_id]
         wrap = agent.wrap_up_seconds
@@ -675,7 +601,8 @@ class Engine:
         agent.call_id = None
         if self.stats is not None:
             self.stats.call_ended(call_id, now, wrap)
-        self._finish(call, "callback_answered" if call.callback_number else "answered")
+        outcome = "callback_answered" if call.callback_number else "answered"
+        self._finish(call, CallEvent.END, outcome)
         offers: list[Offer] = []
         if wrap <= 0:
             self._transition(agent, AgentEvent.WRAP_END, now)
@@ -687,7 +614,7 @@ class Engine:
 
     def abandon(self, call_id: str, now: float) -> list[Offer]:
         """Caller hung up before being answered (waiting, on hold for a callback, or ringing)."""
-        call = self._call(call_id, CallState.WAITING, CallState.CALLBACK_HOLD, CallState.RINGING)
+        call = self._call_for(call_id, CallEvent.ABANDON)
         offers: list[Offer] = []
         agent: Agent | None = None
         if call.state is CallState.RINGING:
@@ -700,16 +627,17 @@ class Engine:
             self._queue_remove(call)
         if self.stats is not None:
             self.stats.call_abandoned(call_id, now)
-        self._finish(call, "abandoned")
+        self._finish(call, CallEvent.ABANDON, "abandoned")
         if agent is not None:
             self._dispatch_agent(agent, now, offers)
         return offers
 
     def request_callback(self, call_id: str, number: str, now: float) -> list[Offer]:
         """The resident pressed 1 and hangs up; the call keeps its place in the queue."""
-        call = self._call(call_id, CallState.WAITING)
+        call = self._call_for(call_id, CallEvent.REQUEST_CALLBACK)
         if not number:
             raise AcdError(f"call {call_id!r}: a callback needs a number")
+        call.transition(CallEvent.REQUEST_CALLBACK)
         call.callback_number = number
         if self.stats is not None:
             self.stats.callback_requested(call_id, now)
@@ -721,7 +649,7 @@ class Engine:
         ok: talk starts. Failure: the agent is free again; the call retries in its place after
         callback_retry_seconds, and after callback_max_attempts it becomes a FollowUp.
         """
-        call = self._call(call_id, CallState.RINGING)
+        call = self._call_for(call_id, CallEvent.ANSWER if ok else CallEvent.CALLBACK_FAILED)
         if call.callback_number is None:
             raise AcdError(f"call {call_id!r} is not a callback")
         if ok:
@@ -746,9 +674,9 @@ class Engine:
             )
             if self.stats is not None:
                 self.stats.callback_failed(call_id, now)
-            self._finish(call, "callback_failed")
+            self._finish(call, CallEvent.GIVE_UP, "callback_failed")
         else:
-            call.state = CallState.CALLBACK_HOLD
+            call.transition(CallEvent.CALLBACK_FAILED)
             call.retry_at = now + self.callback_retry_seconds
             self._queue_add(call)  # keeps its place while it waits to retry
             heapq.heappush(self._retry_timers, (call.retry_at, next(self._seq), call_id))
@@ -761,8 +689,8 @@ class Engine:
         out, self._follow_ups = self._follow_ups, []
         return out
 
-    def _finish(self, call: _Call, outcome: str) -> None:
-        call.state = CallState.DONE
+    def _finish(self, call: Call, event: CallEvent, outcome: str) -> None:
+        call.transition(event)
         call.outcome = outcome
         call.agent_id = None
         self._widenable.pop(call.call_id, None)
@@ -786,7 +714,7 @@ class Engine:
             due, _, call_id = heapq.heappop(self._retry_timers)
             call = self._calls.get(call_id)
             if call is not None and call.state is CallState.CALLBACK_HOLD and call.retry_at == due:
-                call.state = CallState.WAITING
+                call.transition(CallEvent.RETRY)
                 call.retry_at = None
                 self._index_call(call)
                 self._dispatch_call(call, now, offers)

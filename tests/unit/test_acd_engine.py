@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from acd.agents import TRANSITIONS, AcdError, AgentEvent, AgentState
-from acd.engine import CallState, Engine, Offer
+from acd.calls import CallState
+from acd.engine import Engine, Offer
 from acd.widening import FixedTimerWidening, Rung, StrictQueues, TargetDrivenWidening
 
 PL_ROADS = {"lang:pl": 5, "group:roads": 5}

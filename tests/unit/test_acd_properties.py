@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from acd.agents import AcdError
-from acd.engine import CallState, Engine, Offer
+from acd.calls import CallState
+from acd.engine import Engine, Offer
 from acd.widening import FixedTimerWidening, Rung, StrictQueues, TargetDrivenWidening
 
 LANGS = ["pl", "en"]
