@@ -21,6 +21,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from acd.agents import BUSY_STATES, AcdError, Agent, AgentEvent, AgentState, next_state
@@ -202,6 +203,26 @@ class Engine:
 
     def waiting_count(self) -> int:
         return sum(len(q) for q in self._queues.values())
+
+    # Read-only views for the read side (acd/reports.py); only the engine writes what they show.
+
+    @property
+    def agents(self) -> Mapping[str, Agent]:
+        return MappingProxyType(self._agents)
+
+    @property
+    def live_calls(self) -> Mapping[str, Call]:
+        """Calls not finished yet."""
+        return MappingProxyType(self._calls)
+
+    def rung_members(self, call: Call) -> set[str]:
+        """The agents who may take the call at its current rung, whatever they are doing."""
+        pools = call.pools or self._rung_pool_ids(call.language, call.group, call.rung)
+        return set().union(*(self._pools[p].members for p in pools))
+
+    def widens_by_target(self, call_id: str) -> bool:
+        """Whether the target-driven policy may still step this waiting call down."""
+        return call_id in self._widenable
 
     # ------------------------------------------------------------------ pools
 
@@ -790,153 +811,6 @@ class Engine:
                     self._announce_timers, (now + self.announce_period, next(self._seq), call_id)
                 )
         return out
-
-    # ------------------------------------------------------------------ explainability
-
-    def explain(self, call_id: str, now: float) -> dict[str, Any]:
-        """Why a waiting call has not been offered: its rung, who could take it, what they do."""
-        call = self._calls.get(call_id)
-        if call is None:
-            info = self.call_info(call_id)
-            return {
-                "call_id": call_id,
-                "state": info.state.value,
-                "outcome": info.outcome,
-                "why": f"the call is finished ({info.outcome})",
-            }
-        out: dict[str, Any] = {
-            "call_id": call_id,
-            "state": call.state.value,
-            "language": call.language,
-            "group": call.group,
-            "priority": call.priority,
-            "waited": now - call.enqueued_at,
-            "rung": call.rung,
-            "rungs": len(self.policy.ladder),
-            "rung_requires": self.policy.ladder[call.rung].describe(),
-            "policy": self.policy.describe(),
-            "callback_number": call.callback_number,
-        }
-        if call.state in (CallState.RINGING, CallState.ON_CALL):
-            out["agent_id"] = call.agent_id
-            out["why"] = f"already offered to agent {call.agent_id} ({call.state.value})"
-            return out
-        pools = call.pools or self._rung_pool_ids(call.language, call.group, call.rung)
-        eligible = sorted(set().union(*(self._pools[p].members for p in pools)))
-        by_state: dict[str, int] = {}
-        agents: list[dict[str, Any]] = []
-        for agent_id in eligible:
-            a = self._agents[agent_id]
-            label = a.state.value if a.reachable else f"{a.state.value} (unreachable)"
-            if a.state is AgentState.PAUSED:
-                label = f"paused: {a.pause_reason}"
-            by_state[label] = by_state.get(label, 0) + 1
-            if len(agents) < 25:
-                agents.append(
-                    {
-                        "agent_id": agent_id,
-                        "state": a.state.value,
-                        "pause_reason": a.pause_reason,
-                        "reachable": a.reachable,
-                        "for_seconds": now - a.since,
-                        "call_id": a.call_id,
-                    }
-                )
-        position, predicted = self._position(call), math.inf
-        if call.pools:
-            predicted = self._predicted_wait(call)
-        out.update(
-            {
-                "position": position,
-                "predicted_wait": None if math.isinf(predicted) else predicted,
-                "eligible_agents": len(eligible),
-                "eligible_by_state": by_state,
-                "agents": agents,
-            }
-        )
-        due = self.policy.step_due_at(call.enqueued_at, call.rung)
-        if call.rung + 1 >= len(self.policy.ladder):
-            out["next_step"] = "last rung: no further widening"
-        elif due is not None:
-            out["next_step"] = f"steps down at {due - now:.1f} s from now (fixed timer)"
-        elif call.call_id in self._widenable:
-            out["next_step"] = (
-                f"steps down when waited + predicted wait > {self.target_seconds} s"
-                " and an agent on a wider rung is ready"
-            )
-        else:
-            out["next_step"] = "strict queue: never widened"
-        if call.state is CallState.CALLBACK_HOLD:
-            why = f"callback attempt failed; retries at {call.retry_at}"
-        elif not eligible:
-            why = f"no agent has the skills of rung {call.rung} ({out['rung_requires']})"
-        else:
-            ahead = position - 1
-            why = (
-                f"none of the {len(eligible)} eligible agents is ready and reachable"
-                f" ({', '.join(f'{n} {s}' for s, n in sorted(by_state.items()))})"
-            )
-            if ahead:
-                why += f"; {ahead} call(s) of the same queue are ahead"
-        out["why"] = why
-        return out
-
-    def snapshot(self, now: float) -> dict[str, Any]:
-        """JSON-able live state for the wallboard."""
-        states: dict[str, int] = {s.value: 0 for s in AgentState}
-        paused: dict[str, int] = {}
-        unreachable = 0
-        # Who can take a language's calls at all: its lowest level on any rung of the ladder.
-        lang_min = min(rung.lang_min for rung in self.policy.ladder)
-        by_language: dict[str, dict[str, int]] = {}
-        for a in self._agents.values():
-            states[a.state.value] += 1
-            if a.state is not AgentState.LOGGED_OUT:
-                for skill, level in a.skills.items():
-                    if skill.startswith("lang:") and level >= lang_min:
-                        tally = by_language.setdefault(skill[5:], {"logged_in": 0, "working": 0})
-                        tally["logged_in"] += 1
-                        tally["working"] += a.state is not AgentState.PAUSED
-            if a.state is AgentState.PAUSED:
-                reason = a.pause_reason or "?"
-                paused[reason] = paused.get(reason, 0) + 1
-            if not a.reachable and a.state is not AgentState.LOGGED_OUT:
-                unreachable += 1
-        call_states: dict[str, int] = {s.value: 0 for s in CallState if s is not CallState.DONE}
-        queues: dict[str, dict[str, Any]] = {}
-        longest = 0.0
-        for call in self._calls.values():
-            call_states[call.state.value] += 1
-            if call.state in (CallState.WAITING, CallState.CALLBACK_HOLD):
-                q = queues.setdefault(
-                    f"{call.language}/{call.group}",
-                    {"waiting": 0, "callbacks": 0, "longest_wait": 0.0, "by_rung": {}},
-                )
-                waited = now - call.enqueued_at
-                q["waiting"] += 1
-                q["callbacks"] += call.callback_number is not None
-                q["longest_wait"] = max(q["longest_wait"], waited)
-                q["by_rung"][str(call.rung)] = q["by_rung"].get(str(call.rung), 0) + 1
-                longest = max(longest, waited)
-        return {
-            "now": now,
-            "policy": self.policy.name,
-            "agents": {
-                "by_state": states,
-                "paused_by_reason": paused,
-                "unreachable": unreachable,
-                "total": len(self._agents),
-                "by_language": dict(sorted(by_language.items())),
-            },
-            "calls": {
-                "by_state": call_states,
-                "waiting": call_states[CallState.WAITING.value]
-                + call_states[CallState.CALLBACK_HOLD.value],
-                "longest_wait": longest,
-            },
-            "queues": queues,
-            "handle_estimate": self.handle_estimate,
-        }
 
     # ------------------------------------------------------------------ self-check
 

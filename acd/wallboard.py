@@ -27,6 +27,7 @@ from aiohttp import WSCloseCode, web
 
 from acd.engine import AcdError, Engine
 from acd.events import AcdEvent
+from acd.reports import snapshot
 from acd.service import AcdService
 
 log = structlog.get_logger(__name__)
@@ -320,7 +321,7 @@ def history_point(history: DayHistory, state: Mapping[str, Any]) -> dict[str, An
 def wallboard_state(acd: AcdService) -> dict[str, Any]:
     now = acd.now()
     engine = acd.engine
-    live = engine.snapshot(now)
+    live = snapshot(engine, now)
     service_level = engine.stats.figures(now) if engine.stats is not None else {}
     target_sl = engine.stats.target_sl if engine.stats is not None else DEFAULT_TARGET_SL
     state: dict[str, Any] = {

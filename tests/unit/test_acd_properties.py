@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from acd.agents import AcdError
 from acd.calls import CallState
 from acd.engine import Engine, Offer
+from acd.reports import snapshot
 from acd.widening import FixedTimerWidening, Rung, StrictQueues, TargetDrivenWidening
 
 LANGS = ["pl", "en"]
@@ -180,12 +181,12 @@ def test_random_sequences_keep_every_promise(policy: str, ops: list[Any]) -> Non
     enqueued: set[str] = set()
     for dt, op in ops:
         now += dt
-        before = engine.snapshot(now)
+        before = snapshot(engine, now)
         try:
             offers = apply(engine, op, now)
         except AcdError as error:
             assert str(error)
-            assert engine.snapshot(now) == before, f"{op} failed but changed state"
+            assert snapshot(engine, now) == before, f"{op} failed but changed state"
             engine.check_invariants()
             continue
         if op[0] == "enqueue":
