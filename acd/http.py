@@ -8,10 +8,11 @@ import re
 import structlog
 from aiohttp import web
 
+from acd.board import wallboard_state
 from acd.engine import AcdError
 from acd.service import AcdService
 from acd.supervision import Supervision, SupervisionError, listen_mode, state_request
-from acd.wallboard import WallboardHub, wallboard_state
+from acd.wallboard import WallboardHub
 from web.kit import json_error, principal, read_object, to_json
 
 ACD_SERVICE: web.AppKey[AcdService] = web.AppKey("acd_service")
@@ -29,7 +30,8 @@ routes = web.RouteTableDef()
 @routes.get("/api/wallboard")
 async def wallboard(request: web.Request) -> web.Response:
     await principal(request, *SUPERVISORS)
-    return to_json(wallboard_state(request.app[ACD_SERVICE]))
+    acd = request.app[ACD_SERVICE]
+    return to_json(wallboard_state(acd.engine, acd.now()))
 
 
 @routes.get("/ws/wallboard")
