@@ -12,7 +12,7 @@ from acd.board import wallboard_state
 from acd.engine import AcdError
 from acd.service import AcdService
 from acd.supervision import Supervision, SupervisionError, listen_mode, state_request
-from acd.wallboard import WallboardHub
+from acd.wallboard_hub import WallboardHub
 from web.kit import json_error, principal, read_object, to_json
 
 ACD_SERVICE: web.AppKey[AcdService] = web.AppKey("acd_service")

@@ -29,7 +29,7 @@ from acd.engine import Engine
 from acd.service import AcdService
 from acd.service_level import ServiceLevelWindows
 from acd.supervision import Supervision
-from acd.wallboard import WallboardHub
+from acd.wallboard_hub import WallboardHub
 from acd.widening import policy_from_name
 from agent_client import http as agent_http
 from agent_client.limits import LoginThrottle

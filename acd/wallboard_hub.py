@@ -1,12 +1,12 @@
-"""The supervisors' wallboard: one computed state, pushed to every viewer.
+"""The supervisors' wallboard hub: one computed state, pushed to every viewer.
 
-The state is computed once per change (at most every `min_interval`) and at least every
-`max_interval` so clocks like the longest wait move; each viewer has a small outbox and a
-viewer that falls behind is disconnected rather than allowed to slow the others.
+The state (acd/board.py) is computed once per change (at most every `min_interval`) and at
+least every `max_interval` so clocks like the longest wait move; each viewer has a small
+outbox (web/outbox.py) and a viewer that falls behind is disconnected rather than allowed to
+slow the others.
 
 The hub also keeps the day's history for the chart (one sample per `history_interval`, 24 h at
 most): a new viewer gets it once with its first state, later states carry only the newest point.
-What the state holds is computed in acd/board.py.
 """
 
 from __future__ import annotations
@@ -14,30 +14,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 from typing import Any
 
 import structlog
-from aiohttp import WSCloseCode, web
+from aiohttp import web
 
 from acd.board import DayHistory, history_point, wallboard_state
 from acd.events import AcdEvent
 from acd.service import AcdService
+from web.outbox import SEND_BUFFER, Outbox
 
 log = structlog.get_logger(__name__)
-
-
-class _Viewer:
-    def __init__(
-        self,
-        ws: web.WebSocketResponse,
-        outbox_size: int,
-        transport: asyncio.Transport | None = None,
-    ) -> None:
-        self.ws = ws
-        self.outbox: asyncio.Queue[str] = asyncio.Queue(outbox_size)
-        self.transport = transport
-        self.writer: asyncio.Task[None] | None = None
 
 
 class WallboardHub:
@@ -50,7 +37,7 @@ class WallboardHub:
         outbox_size: int = 8,
         history_interval: float = 30.0,
         close_timeout: float = 2.0,
-        send_buffer: int = 32 * 1024,
+        send_buffer: int = SEND_BUFFER,
     ) -> None:
         self._acd = acd
         self._min_interval = min_interval
@@ -58,7 +45,7 @@ class WallboardHub:
         self._outbox_size = outbox_size
         self._close_timeout = close_timeout
         self._send_buffer = send_buffer
-        self._viewers: set[_Viewer] = set()
+        self._viewers: set[Outbox] = set()
         self._closing: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -82,7 +69,7 @@ class WallboardHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         viewers, self._viewers = list(self._viewers), set()
-        await asyncio.gather(*(self._close(v, b"server shutting down") for v in viewers))
+        await asyncio.gather(*(v.aclose("server shutting down") for v in viewers))
         await asyncio.gather(*self._closing, return_exceptions=True)
 
     @property
@@ -107,10 +94,7 @@ class WallboardHub:
         self.last_text = json.dumps({"type": "wallboard", **state}, default=str)
         self.published += 1
         for viewer in list(self._viewers):
-            try:
-                viewer.outbox.put_nowait(self.last_text)
-            except asyncio.QueueFull:
-                self._cut_off(viewer)
+            viewer.put(self.last_text)  # a full outbox cuts the viewer off (_too_slow)
 
     def welcome_text(self) -> str:
         """The newest state with the day's history: a new viewer's first message."""
@@ -126,51 +110,35 @@ class WallboardHub:
             self._welcome = (text, self.published)
         return text
 
-    def _cut_off(self, viewer: _Viewer) -> None:
+    def _viewer(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None) -> Outbox:
+        return Outbox(
+            ws,
+            self._outbox_size,
+            transport=transport,
+            send_buffer=self._send_buffer,
+            close_timeout=self._close_timeout,
+            on_too_slow=self._too_slow,
+        )
+
+    def _too_slow(self, viewer: Outbox) -> None:
         self._viewers.discard(viewer)
         self.cut_off += 1
         log.warning("wallboard_viewer_too_slow", viewers=len(self._viewers))
-        if viewer.writer is not None:
-            viewer.writer.cancel()  # it may be stuck on a socket that never drains
-        task = asyncio.create_task(self._close(viewer, b"too slow"))
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
-
-    async def _close(self, viewer: _Viewer, why: bytes) -> None:
-        """Close politely if the viewer still reads; drop the connection if it does not."""
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(self._close_timeout):
-                await viewer.ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=why)
-        if viewer.transport is not None:
-            # A peer that never reads would otherwise hold the socket and its buffer forever.
-            viewer.transport.abort()
+        if viewer.closing is not None:
+            self._closing.add(viewer.closing)
+            viewer.closing.add_done_callback(self._closing.discard)
 
     async def serve(
         self, ws: web.WebSocketResponse, transport: asyncio.Transport | None = None
     ) -> None:
         """Feed one viewer until it leaves or falls behind."""
-        viewer = _Viewer(ws, self._outbox_size, transport)
-        sock = transport.get_extra_info("socket") if transport is not None else None
-        if sock is not None:
-            # The kernel would grow the buffer to megabytes, and a viewer that stopped reading
-            # would fill its outbox (and be cut off) only minutes later.
-            with contextlib.suppress(OSError):  # already gone: the loop below ends at once
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._send_buffer)
-        viewer.outbox.put_nowait(self.welcome_text())
+        viewer = self._viewer(ws, transport)
+        viewer.put(self.welcome_text())
         self._viewers.add(viewer)
-        viewer.writer = asyncio.create_task(self._write(viewer))
+        viewer.start()
         try:
             async for _ in ws:  # viewers only listen; anything they send is ignored
                 pass
         finally:
             self._viewers.discard(viewer)
-            viewer.writer.cancel()
-
-    async def _write(self, viewer: _Viewer) -> None:
-        with contextlib.suppress(ConnectionError):
-            while True:
-                text = await viewer.outbox.get()
-                if not text:
-                    await viewer.ws.close(message=b"too slow")
-                    return
-                await viewer.ws.send_str(text)
+            viewer.stop()
