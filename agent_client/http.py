@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import math
@@ -17,8 +16,9 @@ from acd.devices import web_phone
 from acd.engine import AcdError
 from acd.events import AcdEvent, AgentChanged
 from acd.http import ACD_SERVICE
+from agent_client.accounts import Agent, AgentDirectory, AgentError
+from agent_client.desktops import DesktopHub
 from agent_client.limits import LoginThrottle
-from agent_client.service import Agent, AgentDirectory, AgentError, DesktopHub
 from web.kit import Principal, json_error, principal, read_object, text_field, to_json
 
 log = structlog.get_logger(__name__)
@@ -212,7 +212,7 @@ async def desktop_socket(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_WS_MESSAGE)
     await ws.prepare(request)
     hub = request.app[DESKTOPS]
-    desktop = hub.attach(agent.name, ws)
+    desktop = hub.attach(agent.name, ws, request.transport)
     desktop.send(
         {
             "type": "hello",
@@ -220,7 +220,7 @@ async def desktop_socket(request: web.Request) -> web.WebSocketResponse:
             "acd": request.app[ACD_SERVICE].agent_view(agent.name),
         }
     )
-    pump = asyncio.create_task(desktop.pump())
+    desktop.start()
     log.info("desktop_connected", agent=agent.name)
     try:
         async for msg in ws:
@@ -231,7 +231,7 @@ async def desktop_socket(request: web.Request) -> web.WebSocketResponse:
     finally:
         hub.detach(desktop)
         desktop.close("disconnected")
-        pump.cancel()
+        desktop.stop()
         log.info("desktop_disconnected", agent=agent.name, reason=desktop.closed_reason)
     return ws
 

@@ -32,8 +32,9 @@ from acd.supervision import Supervision
 from acd.wallboard_hub import WallboardHub
 from acd.widening import policy_from_name
 from agent_client import http as agent_http
+from agent_client.accounts import Agent, AgentDirectory
+from agent_client.desktops import DesktopHub
 from agent_client.limits import LoginThrottle
-from agent_client.service import Agent, AgentDirectory, DesktopHub
 from calls.store import CallStore
 from cases import http as case_http
 from cases import open311
