@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 import structlog
 
+from acd.devices import WEB_PHONE_SUFFIX
 from cases.catalogue import Catalogue
 from db.pool import utcnow
 
@@ -138,8 +139,8 @@ class AgentDirectory:
     ) -> Agent:
         if not NAME_PATTERN.match(name):
             raise AgentError("name: 1-32 of a-z 0-9 _ . -, starting with a letter or digit")
-        if name.endswith("-web"):  # "<endpoint>-web" is the browser phone of another agent
-            raise AgentError("name: must not end in '-web'")
+        if name.endswith(WEB_PHONE_SUFFIX):  # "<endpoint>-web" is another agent's browser phone
+            raise AgentError(f"name: must not end in {WEB_PHONE_SUFFIX!r}")
         if len(password) < MIN_PASSWORD_LENGTH:
             raise AgentError(f"password: at least {MIN_PASSWORD_LENGTH} characters")
         if role not in ROLES:
