@@ -12,6 +12,12 @@ from typing import Any
 import structlog
 from aiohttp import WSMsgType, web
 
+from acd.agents import (
+    DEFAULT_PAUSE_REASON,
+    AgentState,
+    StateChangeError,
+    parse_state_change,
+)
 from acd.devices import web_phone
 from acd.engine import AcdError
 from acd.events import AcdEvent, AgentChanged
@@ -162,15 +168,16 @@ async def set_state(request: web.Request) -> web.Response:
 
 
 def _change_state(app: web.Application, agent: Agent, body: dict[str, Any]) -> None:
-    state = text_field(body, "state", max_len=20)
+    try:
+        state, reason = parse_state_change(body, default_reason=DEFAULT_PAUSE_REASON)
+    except StateChangeError as exc:
+        raise json_error(400, str(exc)) from exc
     acd = app[ACD_SERVICE]
-    if state == "ready":
+    if state is AgentState.READY:
         acd_call(lambda: acd.set_ready(agent.name))
-    elif state in ("paused", "not_ready"):
-        reason = text_field(body, "reason", max_len=40, required=False) or "not ready"
-        acd_call(lambda: acd.pause(agent.name, reason))
     else:
-        raise json_error(400, "state must be 'ready' or 'paused'")
+        assert reason is not None
+        acd_call(lambda: acd.pause(agent.name, reason))
 
 
 @routes.get("/api/transfer-targets")
