@@ -88,6 +88,22 @@ def next_state(agent_id: str, state: AgentState, event: AgentEvent) -> AgentStat
         ) from None
 
 
+def check_skills(agent_id: str, skills: Mapping[str, int]) -> dict[str, int]:
+    """The skills as a plain dict, or AcdError naming the first malformed one."""
+    checked: dict[str, int] = {}
+    for name, level in skills.items():
+        if not isinstance(name, str) or ":" not in name:
+            raise AcdError(
+                f"agent {agent_id!r}: skill {name!r} must look like 'lang:pl' or 'group:roads'"
+            )
+        if isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= 5:
+            raise AcdError(
+                f"agent {agent_id!r}: proficiency of {name!r} must be 1-5, got {level!r}"
+            )
+        checked[name] = level
+    return checked
+
+
 @dataclass
 class Agent:
     agent_id: str

@@ -1,12 +1,9 @@
 """Skills-based ACD engine: pure, single writer, time passed in.
 
-Routing is indexed by *pools*. A pool is a conjunction of skill minimums (for example
-lang:pl>=3 and group:roads>=4). Every rung of a call's ladder maps to one or more pools;
-every agent knows the pools it belongs to. Each pool keeps
-- a heap of ready agents keyed by idle start (longest idle first), and
-- a heap of waiting calls keyed by (-priority, enqueue time) (best call first),
-both with lazy deletion. So a freed agent looks only at the heads of its own pools, and a new
-call only at the heads of its rung's pools: nothing scans every agent for every call.
+Routing is indexed by *pools* of agents who share skill minimums (acd/pools.py): a freed agent
+looks only at the heads of its own pools, and a new call only at the heads of its rung's
+pools. Agents and calls change state only through their transition tables (acd/agents.py,
+acd/calls.py); the read side (explain, snapshot) is in acd/reports.py.
 
 Invariant kept after every public method: no available agent belongs to a pool that holds a
 waiting call (otherwise that call would already have been offered to it).
@@ -20,18 +17,25 @@ import itertools
 import math
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from acd.agents import BUSY_STATES, AcdError, Agent, AgentEvent, AgentState, next_state
+from acd.agents import (
+    BUSY_STATES,
+    AcdError,
+    Agent,
+    AgentEvent,
+    AgentState,
+    check_skills,
+    next_state,
+)
 from acd.calls import Call, CallEvent, CallInfo, CallKey, CallState, QueueKey, states_allowing
+from acd.pools import PoolIndex
 from acd.service_level import ServiceLevelWindows
 from acd.widening import TargetDrivenWidening, WideningPolicy
 
 __all__ = ["AcdError", "Announcement", "Engine", "FollowUp", "Offer"]
-
-Atoms = tuple[tuple[str, int], ...]
 
 
 @dataclass(frozen=True)
@@ -68,36 +72,6 @@ class FollowUp:
     group: str
     attempts: int
     at: float
-
-
-@dataclass
-class _Pool:
-    pool_id: int
-    atoms: Atoms
-    members: set[str] = field(default_factory=set)
-    ready: list[tuple[float, int, str, int]] = field(default_factory=list)
-    ready_live: int = 0
-    calls: list[tuple[int, float, int, str, int]] = field(default_factory=list)
-    calls_live: int = 0
-    busy: int = 0  # members ringing, on call or in wrap-up
-
-    def admits(self, skills: Mapping[str, int]) -> bool:
-        return all(skills.get(skill, 0) >= level for skill, level in self.atoms)
-
-
-def _check_skills(agent_id: str, skills: Mapping[str, int]) -> dict[str, int]:
-    checked: dict[str, int] = {}
-    for name, level in skills.items():
-        if not isinstance(name, str) or ":" not in name:
-            raise AcdError(
-                f"agent {agent_id!r}: skill {name!r} must look like 'lang:pl' or 'group:roads'"
-            )
-        if isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= 5:
-            raise AcdError(
-                f"agent {agent_id!r}: proficiency of {name!r} must be 1-5, got {level!r}"
-            )
-        checked[name] = level
-    return checked
 
 
 class Engine:
@@ -139,9 +113,7 @@ class Engine:
         self._busy_since: dict[str, float] = {}
         self._calls: dict[str, Call] = {}
         self._finished: OrderedDict[str, Call] = OrderedDict()
-        self._pools: list[_Pool] = []
-        self._pool_by_atoms: dict[Atoms, int] = {}
-        self._rung_pools: dict[tuple[str, str, int], tuple[int, ...]] = {}
+        self._pools = PoolIndex(self.policy, self.neighbours, self._agents, self._calls)
         self._queues: dict[QueueKey, list[CallKey]] = {}
         self._widenable: dict[str, None] = {}  # waiting calls the target policy may still widen
         self._wrap_timers: list[tuple[float, int, str]] = []
@@ -217,98 +189,18 @@ class Engine:
 
     def rung_members(self, call: Call) -> set[str]:
         """The agents who may take the call at its current rung, whatever they are doing."""
-        pools = call.pools or self._rung_pool_ids(call.language, call.group, call.rung)
-        return set().union(*(self._pools[p].members for p in pools))
+        pools = call.pools or self._pools.rung_pool_ids(call.language, call.group, call.rung)
+        return self._pools.members(pools)
 
     def widens_by_target(self, call_id: str) -> bool:
         """Whether the target-driven policy may still step this waiting call down."""
         return call_id in self._widenable
 
-    # ------------------------------------------------------------------ pools
-
-    def _pool_for(self, atoms: Atoms) -> int:
-        pool_id = self._pool_by_atoms.get(atoms)
-        if pool_id is not None:
-            return pool_id
-        pool = _Pool(len(self._pools), atoms)
-        self._pools.append(pool)
-        self._pool_by_atoms[atoms] = pool.pool_id
-        # One pass over the agents when a new skill combination first appears, never per call.
-        for agent in self._agents.values():
-            if pool.admits(agent.skills):
-                self._join(agent, pool)
-        return pool.pool_id
-
-    def _join(self, agent: Agent, pool: _Pool) -> None:
-        pool.members.add(agent.agent_id)
-        agent.pools.append(pool.pool_id)
-        if agent.state in BUSY_STATES:
-            pool.busy += 1
-        if agent.available:
-            pool.ready_live += 1
-            self._push_ready(pool, agent)
-
-    def _leave(self, agent: Agent, pool: _Pool) -> None:
-        pool.members.discard(agent.agent_id)
-        agent.pools.remove(pool.pool_id)
-        if agent.state in BUSY_STATES:
-            pool.busy -= 1
-        if agent.available:
-            pool.ready_live -= 1  # its heap entry goes stale: the pool id check rejects it
-
-    def _rung_pool_ids(self, language: str, group: str, rung: int) -> tuple[int, ...]:
-        cache_key = (language, group, rung)
-        cached = self._rung_pools.get(cache_key)
-        if cached is not None:
-            return cached
-        spec = self.policy.ladder[rung]
-        lang_atom = (f"lang:{language}", spec.lang_min)
-        if spec.group_min is None:
-            atom_sets: list[Atoms] = [(lang_atom,)]
-        else:
-            groups = [group, *(self.neighbours.get(group, ()) if spec.neighbours else ())]
-            atom_sets = [tuple(sorted((lang_atom, (f"group:{g}", spec.group_min)))) for g in groups]
-        ids = tuple(dict.fromkeys(self._pool_for(a) for a in atom_sets))
-        self._rung_pools[cache_key] = ids
-        return ids
-
-    def _push_ready(self, pool: _Pool, agent: Agent) -> None:
-        heapq.heappush(
-            pool.ready, (agent.since, next(self._seq), agent.agent_id, agent.ready_token)
-        )
-        if len(pool.ready) > 2 * pool.ready_live + 64:
-            pool.ready = [e for e in pool.ready if self._ready_entry_valid(pool, e)]
-            heapq.heapify(pool.ready)
-
-    def _ready_entry_valid(self, pool: _Pool, entry: tuple[float, int, str, int]) -> bool:
-        agent = self._agents.get(entry[2])
-        return (
-            agent is not None
-            and agent.available
-            and agent.ready_token == entry[3]
-            and entry[2] in pool.members
-        )
-
-    def _call_entry_valid(self, pool_id: int, entry: tuple[int, float, int, str, int]) -> bool:
-        call = self._calls.get(entry[3])
-        return (
-            call is not None
-            and call.state is CallState.WAITING
-            and call.version == entry[4]
-            and pool_id in call.pools
-        )
+    # ------------------------------------------------------------------ waiting calls
 
     def _index_call(self, call: Call) -> None:
-        """Put a waiting call into the pools of its current rung."""
-        call.pools = self._rung_pool_ids(call.language, call.group, call.rung)
-        entry = (*call.key, call.call_id, call.version)
-        for pool_id in call.pools:
-            pool = self._pools[pool_id]
-            heapq.heappush(pool.calls, entry)
-            pool.calls_live += 1
-            if len(pool.calls) > 2 * pool.calls_live + 64:
-                pool.calls = [e for e in pool.calls if self._call_entry_valid(pool_id, e)]
-                heapq.heapify(pool.calls)
+        """Put a waiting call into the pools of its current rung and set its widening."""
+        self._pools.add_call(call)
         due = self.policy.step_due_at(call.enqueued_at, call.rung)
         if due is not None:
             heapq.heappush(self._step_timers, (due, next(self._seq), call.call_id, call.version))
@@ -318,10 +210,7 @@ class Engine:
             self._widenable.pop(call.call_id, None)
 
     def _unindex_call(self, call: Call) -> None:
-        for pool_id in call.pools:
-            self._pools[pool_id].calls_live -= 1
-        call.pools = ()
-        call.version += 1
+        self._pools.remove_call(call)
         self._widenable.pop(call.call_id, None)
 
     def _queue_add(self, call: Call) -> None:
@@ -353,54 +242,20 @@ class Engine:
             agent.wrap_until = None
         is_busy = new in BUSY_STATES
         if was_busy != is_busy:
-            delta = 1 if is_busy else -1
-            for pool_id in agent.pools:
-                self._pools[pool_id].busy += delta
+            self._pools.busy_changed(agent, 1 if is_busy else -1)
             if is_busy:
                 self._busy_since[agent.agent_id] = now
             else:
                 self._learn_handle_time(now - self._busy_since.pop(agent.agent_id, now))
-        self._availability_changed(agent, was_available)
+        self._pools.availability_changed(agent, was_available)
         if self.stats is not None:
             self.stats.agent_state(agent.agent_id, new.value, now)
-
-    def _availability_changed(self, agent: Agent, was_available: bool) -> None:
-        if agent.available and not was_available:
-            agent.ready_token += 1
-            for pool_id in agent.pools:
-                pool = self._pools[pool_id]
-                pool.ready_live += 1
-                self._push_ready(pool, agent)
-        elif was_available and not agent.available:
-            for pool_id in agent.pools:
-                self._pools[pool_id].ready_live -= 1
 
     def _learn_handle_time(self, seconds: float) -> None:
         if seconds > 0:
             self.handle_estimate += self.handle_smoothing * (seconds - self.handle_estimate)
 
     # ------------------------------------------------------------------ matching
-
-    def _best_agent(self, pool_ids: tuple[int, ...]) -> Agent | None:
-        best: tuple[float, int, str, int] | None = None
-        for pool_id in pool_ids:
-            pool = self._pools[pool_id]
-            heap = pool.ready
-            while heap and not self._ready_entry_valid(pool, heap[0]):
-                heapq.heappop(heap)
-            if heap and (best is None or heap[0] < best):
-                best = heap[0]
-        return None if best is None else self._agents[best[2]]
-
-    def _best_call(self, agent: Agent) -> Call | None:
-        best: tuple[int, float, int, str, int] | None = None
-        for pool_id in agent.pools:
-            heap = self._pools[pool_id].calls
-            while heap and not self._call_entry_valid(pool_id, heap[0]):
-                heapq.heappop(heap)
-            if heap and (best is None or heap[0] < best):
-                best = heap[0]
-        return None if best is None else self._calls[best[3]]
 
     def _offer(self, call: Call, agent: Agent, now: float) -> Offer:
         self._unindex_call(call)
@@ -415,14 +270,14 @@ class Engine:
     def _dispatch_agent(self, agent: Agent, now: float, offers: list[Offer]) -> None:
         if not agent.available:
             return
-        call = self._best_call(agent)
+        call = self._pools.best_call(agent)
         if call is not None:
             offers.append(self._offer(call, agent, now))
 
     def _dispatch_call(self, call: Call, now: float, offers: list[Offer]) -> None:
         """Offer the call at its rung; step down while the policy says the target is at risk."""
         while True:
-            agent = self._best_agent(call.pools)
+            agent = self._pools.best_agent(call.pools)
             if agent is not None:
                 offers.append(self._offer(call, agent, now))
                 return
@@ -451,7 +306,8 @@ class Engine:
         free one, and be handled more slowly by a less skilled agent when it wins.
         """
         return any(
-            self._best_agent(self._rung_pool_ids(call.language, call.group, rung)) is not None
+            self._pools.best_agent(self._pools.rung_pool_ids(call.language, call.group, rung))
+            is not None
             for rung in range(call.rung + 1, len(self.policy.ladder))
         )
 
@@ -470,7 +326,7 @@ class Engine:
         The answer rate is the rate at which those agents become free: busy members over the
         live mean handle time. No busy member means no one will free up: infinite.
         """
-        busy = sum(self._pools[p].busy for p in call.pools)
+        busy = self._pools.busy(call.pools)
         if busy <= 0:
             return math.inf
         return self._position(call) * self.handle_estimate / busy
@@ -486,7 +342,7 @@ class Engine:
         wrap_up_seconds: float | None = None,
     ) -> list[Offer]:
         """Create an agent (logged out) or change its skills in any state."""
-        checked = _check_skills(agent_id, skills)
+        checked = check_skills(agent_id, skills)
         agent = self._agents.get(agent_id)
         if agent is None:
             agent = Agent(agent_id, checked, since=now, wrap_up_seconds=wrap_up_seconds)
@@ -494,12 +350,7 @@ class Engine:
         else:
             agent.skills = checked
             agent.wrap_up_seconds = wrap_up_seconds
-        for pool in self._pools:
-            inside = agent.agent_id in pool.members
-            if pool.admits(checked) and not inside:
-                self._join(agent, pool)
-            elif inside and not pool.admits(checked):
-                self._leave(agent, pool)
+        self._pools.place(agent)
         offers: list[Offer] = []
         self._dispatch_agent(agent, now, offers)
         return offers
@@ -531,7 +382,7 @@ class Engine:
         agent = self._agent(agent_id)
         was_available = agent.available
         agent.reachable = reachable
-        self._availability_changed(agent, was_available)
+        self._pools.availability_changed(agent, was_available)
         offers: list[Offer] = []
         self._dispatch_agent(agent, now, offers)
         return offers
@@ -830,13 +681,4 @@ class Engine:
             queued = call.key in self._queues.get(call.queue, [])
             assert queued == (call.state in (CallState.WAITING, CallState.CALLBACK_HOLD)), call
             assert bool(call.pools) == (call.state is CallState.WAITING), call
-        for pool in self._pools:
-            live_calls = {e[3] for e in pool.calls if self._call_entry_valid(pool.pool_id, e)}
-            assert len(live_calls) == pool.calls_live, (pool.pool_id, live_calls, pool.calls_live)
-            ready = {a for a in pool.members if self._agents[a].available}
-            assert len(ready) == pool.ready_live, pool.pool_id
-            valid_ready = {e[2] for e in pool.ready if self._ready_entry_valid(pool, e)}
-            assert ready == valid_ready, pool.pool_id
-            assert not (ready and live_calls), f"pool {pool.atoms}: ready agent and waiting call"
-            busy = sum(self._agents[a].state in BUSY_STATES for a in pool.members)
-            assert busy == pool.busy, pool.pool_id
+        self._pools.check_invariants()
