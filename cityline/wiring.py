@@ -30,10 +30,11 @@ from acd.engine import Engine
 from acd.service import AcdService
 from acd.service_level import ServiceLevelWindows
 from acd.supervision import Supervision
-from acd.wallboard import WallboardHub
+from acd.wallboard_hub import WallboardHub
 from acd.widening import policy_from_name
 from agent_client import http as agent_http
-from agent_client.service import Agent, AgentDirectory, DesktopHub
+from agent_client.accounts import Agent, AgentDirectory
+from agent_client.desktops import DesktopHub
 from calls import http as call_http
 from calls.callbacks import CallbackDialer
 from calls.fallback import FallbackCalls

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from playwright.async_api import Page, expect
 
-from acd.wallboard import DayHistory
+from acd.board import DayHistory
 from cityline.simulated.agent_phone import AgentPhone
 from cityline.simulated.sipp import call_with_keys
 from cityline.wiring import CityLine
