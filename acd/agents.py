@@ -7,8 +7,10 @@ the routing indexes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class AcdError(Exception):
@@ -62,6 +64,13 @@ TRANSITIONS: dict[tuple[AgentState, AgentEvent], AgentState] = {
     (S.WRAP_UP, E.LOGOUT): S.LOGGED_OUT,
 }
 
+# A pause reason is shown on the wallboard and the desk: one short line.
+MAX_PAUSE_REASON = 40
+# What a desk's pause without a reason means; supervisors must always give one.
+DEFAULT_PAUSE_REASON = "not ready"
+# What an agent may be asked to become; "not_ready" is the desk's older word for a pause.
+REQUESTED_STATES = {"ready": S.READY, "paused": S.PAUSED, "not_ready": S.PAUSED}
+
 # States in which the agent counts as handling work (for occupancy and the wait estimate).
 BUSY_STATES = frozenset({S.RINGING, S.ON_CALL, S.WRAP_UP})
 STAFFED_STATES = frozenset({S.READY, S.RINGING, S.ON_CALL, S.WRAP_UP, S.PAUSED})
@@ -77,6 +86,22 @@ def next_state(agent_id: str, state: AgentState, event: AgentEvent) -> AgentStat
             f"agent {agent_id!r}: cannot {event.value!r} while {state.value!r} "
             f"(allowed: {', '.join(allowed) or 'nothing'})"
         ) from None
+
+
+def check_skills(agent_id: str, skills: Mapping[str, int]) -> dict[str, int]:
+    """The skills as a plain dict, or AcdError naming the first malformed one."""
+    checked: dict[str, int] = {}
+    for name, level in skills.items():
+        if not isinstance(name, str) or ":" not in name:
+            raise AcdError(
+                f"agent {agent_id!r}: skill {name!r} must look like 'lang:pl' or 'group:roads'"
+            )
+        if isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= 5:
+            raise AcdError(
+                f"agent {agent_id!r}: proficiency of {name!r} must be 1-5, got {level!r}"
+            )
+        checked[name] = level
+    return checked
 
 
 @dataclass
@@ -96,3 +121,31 @@ class Agent:
     @property
     def available(self) -> bool:
         return self.state is AgentState.READY and self.reachable
+
+
+class StateChangeError(ValueError):
+    """A {state, reason} request that asks for no legal state (the HTTP layer answers 400)."""
+
+
+def parse_state_change(
+    body: Mapping[str, Any], *, default_reason: str | None = None
+) -> tuple[AgentState, str | None]:
+    """{"state": "ready"} or {"state": "paused", "reason": "..."} as (state, reason).
+
+    Ready ignores any reason. A pause needs a non-empty reason string unless `default_reason`
+    stands in for a missing or blank one; its whitespace is collapsed to single spaces.
+    """
+    state = body.get("state")
+    if not isinstance(state, str) or state not in REQUESTED_STATES:
+        raise StateChangeError("state must be one of ['ready', 'paused']")
+    if REQUESTED_STATES[state] is S.READY:
+        return S.READY, None
+    reason = body.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise StateChangeError("a pause needs a reason (a non-empty string)")
+    reason = " ".join((reason or "").split()) or default_reason
+    if not reason:
+        raise StateChangeError("a pause needs a reason (a non-empty string)")
+    if len(reason) > MAX_PAUSE_REASON:
+        raise StateChangeError(f"reason: at most {MAX_PAUSE_REASON} characters")
+    return S.PAUSED, reason

@@ -1,12 +1,9 @@
 """Skills-based ACD engine: pure, single writer, time passed in.
 
-Routing is indexed by *pools*. A pool is a conjunction of skill minimums (for example
-lang:pl>=3 and group:roads>=4). Every rung of a call's ladder maps to one or more pools;
-every agent knows the pools it belongs to. Each pool keeps
-- a heap of ready agents keyed by idle start (longest idle first), and
-- a heap of waiting calls keyed by (-priority, enqueue time) (best call first),
-both with lazy deletion. So a freed agent looks only at the heads of its own pools, and a new
-call only at the heads of its rung's pools: nothing scans every agent for every call.
+Routing is indexed by *pools* of agents who share skill minimums (acd/pools.py): a freed agent
+looks only at the heads of its own pools, and a new call only at the heads of its rung's
+pools. Agents and calls change state only through their transition tables (acd/agents.py,
+acd/calls.py); the read side (explain, snapshot) is in acd/reports.py.
 
 Invariant kept after every public method: no available agent belongs to a pool that holds a
 waiting call (otherwise that call would already have been offered to it).
@@ -20,28 +17,25 @@ import itertools
 import math
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
-from acd.agents import BUSY_STATES, AcdError, Agent, AgentEvent, AgentState, next_state
+from acd.agents import (
+    BUSY_STATES,
+    AcdError,
+    Agent,
+    AgentEvent,
+    AgentState,
+    check_skills,
+    next_state,
+)
+from acd.calls import Call, CallEvent, CallInfo, CallKey, CallState, QueueKey, states_allowing
+from acd.pools import PoolIndex
 from acd.service_level import ServiceLevelWindows
 from acd.widening import TargetDrivenWidening, WideningPolicy
 
-__all__ = [
-    "AcdError",
-    "AgentState",
-    "Announcement",
-    "CallInfo",
-    "CallState",
-    "Engine",
-    "FollowUp",
-    "Offer",
-]
-
-Atoms = tuple[tuple[str, int], ...]
-QueueKey = tuple[str, str]  # (language, group)
-CallKey = tuple[int, float, int]  # (-priority, enqueued_at, seq): smaller is served first
+__all__ = ["AcdError", "Announcement", "Engine", "FollowUp", "Offer"]
 
 
 @dataclass(frozen=True)
@@ -78,107 +72,6 @@ class FollowUp:
     group: str
     attempts: int
     at: float
-
-
-class CallState(StrEnum):
-    WAITING = "waiting"
-    CALLBACK_HOLD = "callback_hold"  # callback failed, waiting to retry (keeps its place)
-    RINGING = "ringing"  # an agent is reserved
-    ON_CALL = "on_call"
-    DONE = "done"
-
-
-@dataclass(frozen=True)
-class CallInfo:
-    call_id: str
-    state: CallState
-    language: str
-    group: str
-    priority: int
-    enqueued_at: float
-    rung: int
-    agent_id: str | None
-    callback_number: str | None
-    callback_attempts: int
-    answered_at: float | None
-    outcome: str | None  # answered, abandoned, callback_answered, callback_failed
-    overflow: bool
-
-
-@dataclass
-class _Call:
-    call_id: str
-    language: str
-    group: str
-    priority: int
-    enqueued_at: float
-    seq: int
-    state: CallState = CallState.WAITING
-    rung: int = 0
-    version: int = 0  # bumps when the call leaves its pools; older heap entries are stale
-    pools: tuple[int, ...] = ()
-    agent_id: str | None = None
-    callback_number: str | None = None
-    callback_attempts: int = 0
-    retry_at: float | None = None
-    answered_at: float | None = None
-    outcome: str | None = None
-    overflow: bool = False
-
-    @property
-    def key(self) -> CallKey:
-        return (-self.priority, self.enqueued_at, self.seq)
-
-    @property
-    def queue(self) -> QueueKey:
-        return (self.language, self.group)
-
-    def info(self) -> CallInfo:
-        return CallInfo(
-            self.call_id,
-            self.state,
-            self.language,
-            self.group,
-            self.priority,
-            self.enqueued_at,
-            self.rung,
-            self.agent_id,
-            self.callback_number,
-            self.callback_attempts,
-            self.answered_at,
-            self.outcome,
-            self.overflow,
-        )
-
-
-@dataclass
-class _Pool:
-    pool_id: int
-    atoms: Atoms
-    members: set[str] = field(default_factory=set)
-    ready: list[tuple[float, int, str, int]] = field(default_factory=list)
-    ready_live: int = 0
-    calls: list[tuple[int, float, int, str, int]] = field(default_factory=list)
-    calls_live: int = 0
-    busy: int = 0  # members ringing, on call or in wrap-up
-
-    def admits(self, skills: Mapping[str, int]) -> bool:
-        return all(skills.get(skill, 0) >= level for skill, level in self.atoms)
-
-
-def _check_skills(agent_id: str, skills: Mapping[str, int]) -> dict[str, int]:
-    checked: dict[str, int] = {}
-    for name, level in skills.items():
-        if not isinstance(name, str) or ":" not in name:
-            raise AcdError(
-                f"agent {agent_id!r}: skill {name!r} must look like 'lang:pl' or 'group:roads'"
-            )
-        if isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= 5:
-            raise AcdError(
-                f"agent {agent_id!r}: proficiency of {name!r} must be 1-5, got {level!r}"
-            )
-        checked[name] = level
-    return checked
 
 
 class Engine:
@@ -218,11 +111,9 @@ class Engine:
         self._seq = itertools.count()
         self._agents: dict[str, Agent] = {}
         self._busy_since: dict[str, float] = {}
-        self._calls: dict[str, _Call] = {}
-        self._finished: OrderedDict[str, _Call] = OrderedDict()
-        self._pools: list[_Pool] = []
-        self._pool_by_atoms: dict[Atoms, int] = {}
-        self._rung_pools: dict[tuple[str, str, int], tuple[int, ...]] = {}
+        self._calls: dict[str, Call] = {}
+        self._finished: OrderedDict[str, Call] = OrderedDict()
+        self._pools = PoolIndex(self.policy, self.neighbours, self._agents, self._calls)
         self._queues: dict[QueueKey, list[CallKey]] = {}
         self._widenable: dict[str, None] = {}  # waiting calls the target policy may still widen
         self._wrap_timers: list[tuple[float, int, str]] = []
@@ -240,7 +131,7 @@ class Engine:
             raise AcdError(f"unknown agent {agent_id!r}")
         return agent
 
-    def _call(self, call_id: str, *states: CallState) -> _Call:
+    def _call(self, call_id: str, *states: CallState) -> Call:
         call = self._calls.get(call_id)
         if call is None:
             if call_id in self._finished:
@@ -252,6 +143,10 @@ class Engine:
             wanted = " or ".join(s.value for s in states)
             raise AcdError(f"call {call_id!r} is {call.state.value}, expected {wanted}")
         return call
+
+    def _call_for(self, call_id: str, event: CallEvent) -> Call:
+        """The live call, if `event` is legal in its state (checked before anything changes)."""
+        return self._call(call_id, *states_allowing(event))
 
     def agent_state(self, agent_id: str) -> AgentState:
         return self._agent(agent_id).state
@@ -281,91 +176,31 @@ class Engine:
     def waiting_count(self) -> int:
         return sum(len(q) for q in self._queues.values())
 
-    # ------------------------------------------------------------------ pools
+    # Read-only views for the read side (acd/reports.py); only the engine writes what they show.
 
-    def _pool_for(self, atoms: Atoms) -> int:
-        pool_id = self._pool_by_atoms.get(atoms)
-        if pool_id is not None:
-            return pool_id
-        pool = _Pool(len(self._pools), atoms)
-        self._pools.append(pool)
-        self._pool_by_atoms[atoms] = pool.pool_id
-        # One pass over the agents when a new skill combination first appears, never per call.
-        for agent in self._agents.values():
-            if pool.admits(agent.skills):
-                self._join(agent, pool)
-        return pool.pool_id
+    @property
+    def agents(self) -> Mapping[str, Agent]:
+        return MappingProxyType(self._agents)
 
-    def _join(self, agent: Agent, pool: _Pool) -> None:
-        pool.members.add(agent.agent_id)
-        agent.pools.append(pool.pool_id)
-        if agent.state in BUSY_STATES:
-            pool.busy += 1
-        if agent.available:
-            pool.ready_live += 1
-            self._push_ready(pool, agent)
+    @property
+    def live_calls(self) -> Mapping[str, Call]:
+        """Calls not finished yet."""
+        return MappingProxyType(self._calls)
 
-    def _leave(self, agent: Agent, pool: _Pool) -> None:
-        pool.members.discard(agent.agent_id)
-        agent.pools.remove(pool.pool_id)
-        if agent.state in BUSY_STATES:
-            pool.busy -= 1
-        if agent.available:
-            pool.ready_live -= 1  # its heap entry goes stale: the pool id check rejects it
+    def rung_members(self, call: Call) -> set[str]:
+        """The agents who may take the call at its current rung, whatever they are doing."""
+        pools = call.pools or self._pools.rung_pool_ids(call.language, call.group, call.rung)
+        return self._pools.members(pools)
 
-    def _rung_pool_ids(self, language: str, group: str, rung: int) -> tuple[int, ...]:
-        cache_key = (language, group, rung)
-        cached = self._rung_pools.get(cache_key)
-        if cached is not None:
-            return cached
-        spec = self.policy.ladder[rung]
-        lang_atom = (f"lang:{language}", spec.lang_min)
-        if spec.group_min is None:
-            atom_sets: list[Atoms] = [(lang_atom,)]
-        else:
-            groups = [group, *(self.neighbours.get(group, ()) if spec.neighbours else ())]
-            atom_sets = [tuple(sorted((lang_atom, (f"group:{g}", spec.group_min)))) for g in groups]
-        ids = tuple(dict.fromkeys(self._pool_for(a) for a in atom_sets))
-        self._rung_pools[cache_key] = ids
-        return ids
+    def widens_by_target(self, call_id: str) -> bool:
+        """Whether the target-driven policy may still step this waiting call down."""
+        return call_id in self._widenable
 
-    def _push_ready(self, pool: _Pool, agent: Agent) -> None:
-        heapq.heappush(
-            pool.ready, (agent.since, next(self._seq), agent.agent_id, agent.ready_token)
-        )
-        if len(pool.ready) > 2 * pool.ready_live + 64:
-            pool.ready = [e for e in pool.ready if self._ready_entry_valid(pool, e)]
-            heapq.heapify(pool.ready)
+    # ------------------------------------------------------------------ waiting calls
 
-    def _ready_entry_valid(self, pool: _Pool, entry: tuple[float, int, str, int]) -> bool:
-        agent = self._agents.get(entry[2])
-        return (
-            agent is not None
-            and agent.available
-            and agent.ready_token == entry[3]
-            and entry[2] in pool.members
-        )
-
-    def _call_entry_valid(self, pool_id: int, entry: tuple[int, float, int, str, int]) -> bool:
-        call = self._calls.get(entry[3])
-        return (
-            call is not None
-            and call.state is CallState.WAITING
-            and call.version == entry[4]
-            and pool_id in call.pools
-        )
-
-    def _index_call(self, call: _Call) -> None:
-        """Put a waiting call into the pools of its current rung."""
-        call.pools = self._rung_pool_ids(call.language, call.group, call.rung)
-        entry = (*call.key, call.call_id, call.version)
-        for pool_id in call.pools:
-            pool = self._pools[pool_id]
-            heapq.heappush(pool.calls, entry)
-            pool.calls_live += 1
-            if len(pool.calls) > 2 * pool.calls_live + 64:
-                pool.calls = [e for e in pool.calls if self._call_entry_valid(pool_id, e)]
-                heapq.heapify(pool.calls)
+    def _index_call(self, call: Call) -> None:
+        """Put a waiting call into the pools of its current rung and set its widening."""
+        self._pools.add_call(call)
         due = self.policy.step_due_at(call.enqueued_at, call.rung)
         if due is not None:
             heapq.heappush(self._step_timers, (due, next(self._seq), call.call_id, call.version))
@@ -374,17 +209,14 @@ class Engine:
         else:
             self._widenable.pop(call.call_id, None)
 
-    def _unindex_call(self, call: _Call) -> None:
-        for pool_id in call.pools:
-            self._pools[pool_id].calls_live -= 1
-        call.pools = ()
-        call.version += 1
+    def _unindex_call(self, call: Call) -> None:
+        self._pools.remove_call(call)
         self._widenable.pop(call.call_id, None)
 
-    def _queue_add(self, call: _Call) -> None:
+    def _queue_add(self, call: Call) -> None:
         bisect.insort(self._queues.setdefault(call.queue, []), call.key)
 
-    def _queue_remove(self, call: _Call) -> None:
+    def _queue_remove(self, call: Call) -> None:
         queue = self._queues.get(call.queue)
         if queue is None:
             return
@@ -410,27 +242,14 @@ class Engine:
             agent.wrap_until = None
         is_busy = new in BUSY_STATES
         if was_busy != is_busy:
-            delta = 1 if is_busy else -1
-            for pool_id in agent.pools:
-                self._pools[pool_id].busy += delta
+            self._pools.busy_changed(agent, 1 if is_busy else -1)
             if is_busy:
                 self._busy_since[agent.agent_id] = now
             else:
                 self._learn_handle_time(now - self._busy_since.pop(agent.agent_id, now))
-        self._availability_changed(agent, was_available)
+        self._pools.availability_changed(agent, was_available)
         if self.stats is not None:
             self.stats.agent_state(agent.agent_id, new.value, now)
-
-    def _availability_changed(self, agent: Agent, was_available: bool) -> None:
-        if agent.available and not was_available:
-            agent.ready_token += 1
-            for pool_id in agent.pools:
-                pool = self._pools[pool_id]
-                pool.ready_live += 1
-                self._push_ready(pool, agent)
-        elif was_available and not agent.available:
-            for pool_id in agent.pools:
-                self._pools[pool_id].ready_live -= 1
 
     def _learn_handle_time(self, seconds: float) -> None:
         if seconds > 0:
@@ -438,33 +257,12 @@ class Engine:
 
     # ------------------------------------------------------------------ matching
 
-    def _best_agent(self, pool_ids: tuple[int, ...]) -> Agent | None:
-        best: tuple[float, int, str, int] | None = None
-        for pool_id in pool_ids:
-            pool = self._pools[pool_id]
-            heap = pool.ready
-            while heap and not self._ready_entry_valid(pool, heap[0]):
-                heapq.heappop(heap)
-            if heap and (best is None or heap[0] < best):
-                best = heap[0]
-        return None if best is None else self._agents[best[2]]
-
-    def _best_call(self, agent: Agent) -> _Call | None:
-        best: tuple[int, float, int, str, int] | None = None
-        for pool_id in agent.pools:
-            heap = self._pools[pool_id].calls
-            while heap and not self._call_entry_valid(pool_id, heap[0]):
-                heapq.heappop(heap)
-            if heap and (best is None or heap[0] < best):
-                best = heap[0]
-        return None if best is None else self._calls[best[3]]
-
-    def _offer(self, call: _Call, agent: Agent, now: float) -> Offer:
+    def _offer(self, call: Call, agent: Agent, now: float) -> Offer:
         self._unindex_call(call)
         self._queue_remove(call)
         self._transition(agent, AgentEvent.OFFER, now)
         agent.call_id = call.call_id
-        call.state = CallState.RINGING
+        call.transition(CallEvent.OFFER)
         call.agent_id = agent.agent_id
         self.decisions += 1
         return Offer(call.call_id, agent.agent_id, call.rung, call.callback_number)
@@ -472,14 +270,14 @@ class Engine:
     def _dispatch_agent(self, agent: Agent, now: float, offers: list[Offer]) -> None:
         if not agent.available:
             return
-        call = self._best_call(agent)
+        call = self._pools.best_call(agent)
         if call is not None:
             offers.append(self._offer(call, agent, now))
 
-    def _dispatch_call(self, call: _Call, now: float, offers: list[Offer]) -> None:
+    def _dispatch_call(self, call: Call, now: float, offers: list[Offer]) -> None:
         """Offer the call at its rung; step down while the policy says the target is at risk."""
         while True:
-            agent = self._best_agent(call.pools)
+            agent = self._pools.best_agent(call.pools)
             if agent is not None:
                 offers.append(self._offer(call, agent, now))
                 return
@@ -487,7 +285,7 @@ class Engine:
                 return
             self._widen(call)
 
-    def _should_widen(self, call: _Call, now: float) -> bool:
+    def _should_widen(self, call: Call, now: float) -> bool:
         if call.rung + 1 >= len(self.policy.ladder):
             return False
         due = self.policy.step_due_at(call.enqueued_at, call.rung)
@@ -495,12 +293,12 @@ class Engine:
             return True
         return self._at_risk(call, now) and self._ready_on_wider_rung(call)
 
-    def _at_risk(self, call: _Call, now: float) -> bool:
+    def _at_risk(self, call: Call, now: float) -> bool:
         return self.policy.at_risk(
             now - call.enqueued_at, self._predicted_wait(call), self.target_seconds
         )
 
-    def _ready_on_wider_rung(self, call: _Call) -> bool:
+    def _ready_on_wider_rung(self, call: Call) -> bool:
         """Whether an agent on a rung below the call's is ready now.
 
         Stepping down only helps a call at risk when someone there can answer it now. With every
@@ -508,26 +306,27 @@ class Engine:
         free one, and be handled more slowly by a less skilled agent when it wins.
         """
         return any(
-            self._best_agent(self._rung_pool_ids(call.language, call.group, rung)) is not None
+            self._pools.best_agent(self._pools.rung_pool_ids(call.language, call.group, rung))
+            is not None
             for rung in range(call.rung + 1, len(self.policy.ladder))
         )
 
-    def _widen(self, call: _Call) -> None:
+    def _widen(self, call: Call) -> None:
         self._unindex_call(call)
         call.rung += 1
         self._index_call(call)
 
-    def _position(self, call: _Call) -> int:
+    def _position(self, call: Call) -> int:
         queue = self._queues.get(call.queue, [])
         return bisect.bisect_left(queue, call.key) + 1
 
-    def _predicted_wait(self, call: _Call) -> float:
+    def _predicted_wait(self, call: Call) -> float:
         """Position over the live answer rate of the agents who may take it at this rung.
 
         The answer rate is the rate at which those agents become free: busy members over the
         live mean handle time. No busy member means no one will free up: infinite.
         """
-        busy = sum(self._pools[p].busy for p in call.pools)
+        busy = self._pools.busy(call.pools)
         if busy <= 0:
             return math.inf
         return self._position(call) * self.handle_estimate / busy
@@ -543,7 +342,7 @@ class Engine:
         wrap_up_seconds: float | None = None,
     ) -> list[Offer]:
         """Create an agent (logged out) or change its skills in any state."""
-        checked = _check_skills(agent_id, skills)
+        checked = check_skills(agent_id, skills)
         agent = self._agents.get(agent_id)
         if agent is None:
             agent = Agent(agent_id, checked, since=now, wrap_up_seconds=wrap_up_seconds)
@@ -551,12 +350,7 @@ class Engine:
         else:
             agent.skills = checked
             agent.wrap_up_seconds = wrap_up_seconds
-        for pool in self._pools:
-            inside = agent.agent_id in pool.members
-            if pool.admits(checked) and not inside:
-                self._join(agent, pool)
-            elif inside and not pool.admits(checked):
-                self._leave(agent, pool)
+        self._pools.place(agent)
         offers: list[Offer] = []
         self._dispatch_agent(agent, now, offers)
         return offers
@@ -588,7 +382,7 @@ class Engine:
         agent = self._agent(agent_id)
         was_available = agent.available
         agent.reachable = reachable
-        self._availability_changed(agent, was_available)
+        self._pools.availability_changed(agent, was_available)
         offers: list[Offer] = []
         self._dispatch_agent(agent, now, offers)
         return offers
@@ -603,7 +397,7 @@ class Engine:
             raise AcdError(f"call {call_id!r} was already enqueued")
         if not language or not group:
             raise AcdError(f"call {call_id!r}: language and group are required")
-        call = _Call(call_id, language, group, priority, now, next(self._seq))
+        call = Call(call_id, language, group, priority, now, next(self._seq))
         self._calls[call_id] = call
         self._queue_add(call)
         if self.overflow_limit is not None and len(self._queues[call.queue]) > self.overflow_limit:
@@ -620,16 +414,16 @@ class Engine:
 
     def answered(self, call_id: str, now: float) -> list[Offer]:
         """The reserved agent picked up."""
-        call = self._call(call_id, CallState.RINGING)
+        call = self._call_for(call_id, CallEvent.ANSWER)
         if call.callback_number is not None:
             raise AcdError(f"call {call_id!r} is a callback: report it with callback_result")
         self._connect(call, now)
         return []
 
-    def _connect(self, call: _Call, now: float) -> None:
+    def _connect(self, call: Call, now: float) -> None:
         assert call.agent_id is not None
         self._transition(self._agents[call.agent_id], AgentEvent.ANSWER, now)
-        call.state = CallState.ON_CALL
+        call.transition(CallEvent.ANSWER)
         call.answered_at = now
         if self.stats is not None:
             if call.callback_number is None:
@@ -638,14 +432,14 @@ class Engine:
                 self.stats.callback_connected(call.call_id, now)
 
     def _back_in_place(
-        self, call: _Call, event: AgentEvent, reason: str, now: float
+        self, call: Call, event: CallEvent, agent_event: AgentEvent, reason: str, now: float
     ) -> list[Offer]:
         assert call.agent_id is not None
         agent = self._agents[call.agent_id]
-        self._transition(agent, event, now, reason)
+        self._transition(agent, agent_event, now, reason)
         agent.call_id = None
         call.agent_id = None
-        call.state = CallState.WAITING
+        call.transition(event)
         self._queue_add(call)  # same key: same place
         self._index_call(call)
         offers: list[Offer] = []
@@ -655,17 +449,21 @@ class Engine:
 
     def ring_no_answer(self, call_id: str, now: float) -> list[Offer]:
         """Agent did not pick up: agent -> paused("no answer"), call back in its place."""
-        call = self._call(call_id, CallState.RINGING)
-        return self._back_in_place(call, AgentEvent.NO_ANSWER, "no answer", now)
+        call = self._call_for(call_id, CallEvent.NO_ANSWER)
+        return self._back_in_place(
+            call, CallEvent.NO_ANSWER, AgentEvent.NO_ANSWER, "no answer", now
+        )
 
     def ring_failed(self, call_id: str, now: float) -> list[Offer]:
         """Agent's phone could not be rung: agent -> paused("unreachable"), call back in place."""
-        call = self._call(call_id, CallState.RINGING)
-        return self._back_in_place(call, AgentEvent.RING_FAILED, "unreachable", now)
+        call = self._call_for(call_id, CallEvent.RING_FAILED)
+        return self._back_in_place(
+            call, CallEvent.RING_FAILED, AgentEvent.RING_FAILED, "unreachable", now
+        )
 
     def call_ended(self, call_id: str, now: float) -> list[Offer]:
         """Talk ended: the agent goes to wrap-up (per agent, per group or default), or ready."""
-        call = self._call(call_id, CallState.ON_CALL)
+        call = self._call_for(call_id, CallEvent.END)
         assert call.agent_id is not None
         agent = self._agents[call.agent_id]
         wrap = agent.wrap_up_seconds
@@ -675,7 +473,8 @@ class Engine:
         agent.call_id = None
         if self.stats is not None:
             self.stats.call_ended(call_id, now, wrap)
-        self._finish(call, "callback_answered" if call.callback_number else "answered")
+        outcome = "callback_answered" if call.callback_number else "answered"
+        self._finish(call, CallEvent.END, outcome)
         offers: list[Offer] = []
         if wrap <= 0:
             self._transition(agent, AgentEvent.WRAP_END, now)
@@ -687,7 +486,7 @@ class Engine:
 
     def abandon(self, call_id: str, now: float) -> list[Offer]:
         """Caller hung up before being answered (waiting, on hold for a callback, or ringing)."""
-        call = self._call(call_id, CallState.WAITING, CallState.CALLBACK_HOLD, CallState.RINGING)
+        call = self._call_for(call_id, CallEvent.ABANDON)
         offers: list[Offer] = []
         agent: Agent | None = None
         if call.state is CallState.RINGING:
@@ -700,16 +499,17 @@ class Engine:
             self._queue_remove(call)
         if self.stats is not None:
             self.stats.call_abandoned(call_id, now)
-        self._finish(call, "abandoned")
+        self._finish(call, CallEvent.ABANDON, "abandoned")
         if agent is not None:
             self._dispatch_agent(agent, now, offers)
         return offers
 
     def request_callback(self, call_id: str, number: str, now: float) -> list[Offer]:
         """The resident pressed 1 and hangs up; the call keeps its place in the queue."""
-        call = self._call(call_id, CallState.WAITING)
+        call = self._call_for(call_id, CallEvent.REQUEST_CALLBACK)
         if not number:
             raise AcdError(f"call {call_id!r}: a callback needs a number")
+        call.transition(CallEvent.REQUEST_CALLBACK)
         call.callback_number = number
         if self.stats is not None:
             self.stats.callback_requested(call_id, now)
@@ -721,7 +521,7 @@ class Engine:
         ok: talk starts. Failure: the agent is free again; the call retries in its place after
         callback_retry_seconds, and after callback_max_attempts it becomes a FollowUp.
         """
-        call = self._call(call_id, CallState.RINGING)
+        call = self._call_for(call_id, CallEvent.ANSWER if ok else CallEvent.CALLBACK_FAILED)
         if call.callback_number is None:
             raise AcdError(f"call {call_id!r} is not a callback")
         if ok:
@@ -746,9 +546,9 @@ class Engine:
             )
             if self.stats is not None:
                 self.stats.callback_failed(call_id, now)
-            self._finish(call, "callback_failed")
+            self._finish(call, CallEvent.GIVE_UP, "callback_failed")
         else:
-            call.state = CallState.CALLBACK_HOLD
+            call.transition(CallEvent.CALLBACK_FAILED)
             call.retry_at = now + self.callback_retry_seconds
             self._queue_add(call)  # keeps its place while it waits to retry
             heapq.heappush(self._retry_timers, (call.retry_at, next(self._seq), call_id))
@@ -761,8 +561,8 @@ class Engine:
         out, self._follow_ups = self._follow_ups, []
         return out
 
-    def _finish(self, call: _Call, outcome: str) -> None:
-        call.state = CallState.DONE
+    def _finish(self, call: Call, event: CallEvent, outcome: str) -> None:
+        call.transition(event)
         call.outcome = outcome
         call.agent_id = None
         self._widenable.pop(call.call_id, None)
@@ -786,7 +586,7 @@ class Engine:
             due, _, call_id = heapq.heappop(self._retry_timers)
             call = self._calls.get(call_id)
             if call is not None and call.state is CallState.CALLBACK_HOLD and call.retry_at == due:
-                call.state = CallState.WAITING
+                call.transition(CallEvent.RETRY)
                 call.retry_at = None
                 self._index_call(call)
                 self._dispatch_call(call, now, offers)
@@ -863,153 +663,6 @@ class Engine:
                 )
         return out
 
-    # ------------------------------------------------------------------ explainability
-
-    def explain(self, call_id: str, now: float) -> dict[str, Any]:
-        """Why a waiting call has not been offered: its rung, who could take it, what they do."""
-        call = self._calls.get(call_id)
-        if call is None:
-            info = self.call_info(call_id)
-            return {
-                "call_id": call_id,
-                "state": info.state.value,
-                "outcome": info.outcome,
-                "why": f"the call is finished ({info.outcome})",
-            }
-        out: dict[str, Any] = {
-            "call_id": call_id,
-            "state": call.state.value,
-            "language": call.language,
-            "group": call.group,
-            "priority": call.priority,
-            "waited": now - call.enqueued_at,
-            "rung": call.rung,
-            "rungs": len(self.policy.ladder),
-            "rung_requires": self.policy.ladder[call.rung].describe(),
-            "policy": self.policy.describe(),
-            "callback_number": call.callback_number,
-        }
-        if call.state in (CallState.RINGING, CallState.ON_CALL):
-            out["agent_id"] = call.agent_id
-            out["why"] = f"already offered to agent {call.agent_id} ({call.state.value})"
-            return out
-        pools = call.pools or self._rung_pool_ids(call.language, call.group, call.rung)
-        eligible = sorted(set().union(*(self._pools[p].members for p in pools)))
-        by_state: dict[str, int] = {}
-        agents: list[dict[str, Any]] = []
-        for agent_id in eligible:
-            a = self._agents[agent_id]
-            label = a.state.value if a.reachable else f"{a.state.value} (unreachable)"
-            if a.state is AgentState.PAUSED:
-                label = f"paused: {a.pause_reason}"
-            by_state[label] = by_state.get(label, 0) + 1
-            if len(agents) < 25:
-                agents.append(
-                    {
-                        "agent_id": agent_id,
-                        "state": a.state.value,
-                        "pause_reason": a.pause_reason,
-                        "reachable": a.reachable,
-                        "for_seconds": now - a.since,
-                        "call_id": a.call_id,
-                    }
-                )
-        position, predicted = self._position(call), math.inf
-        if call.pools:
-            predicted = self._predicted_wait(call)
-        out.update(
-            {
-                "position": position,
-                "predicted_wait": None if math.isinf(predicted) else predicted,
-                "eligible_agents": len(eligible),
-                "eligible_by_state": by_state,
-                "agents": agents,
-            }
-        )
-        due = self.policy.step_due_at(call.enqueued_at, call.rung)
-        if call.rung + 1 >= len(self.policy.ladder):
-            out["next_step"] = "last rung: no further widening"
-        elif due is not None:
-            out["next_step"] = f"steps down at {due - now:.1f} s from now (fixed timer)"
-        elif call.call_id in self._widenable:
-            out["next_step"] = (
-                f"steps down when waited + predicted wait > {self.target_seconds} s"
-                " and an agent on a wider rung is ready"
-            )
-        else:
-            out["next_step"] = "strict queue: never widened"
-        if call.state is CallState.CALLBACK_HOLD:
-            why = f"callback attempt failed; retries at {call.retry_at}"
-        elif not eligible:
-            why = f"no agent has the skills of rung {call.rung} ({out['rung_requires']})"
-        else:
-            ahead = position - 1
-            why = (
-                f"none of the {len(eligible)} eligible agents is ready and reachable"
-                f" ({', '.join(f'{n} {s}' for s, n in sorted(by_state.items()))})"
-            )
-            if ahead:
-                why += f"; {ahead} call(s) of the same queue are ahead"
-        out["why"] = why
-        return out
-
-    def snapshot(self, now: float) -> dict[str, Any]:
-        """JSON-able live state for the wallboard."""
-        states: dict[str, int] = {s.value: 0 for s in AgentState}
-        paused: dict[str, int] = {}
-        unreachable = 0
-        # Who can take a language's calls at all: its lowest level on any rung of the ladder.
-        lang_min = min(rung.lang_min for rung in self.policy.ladder)
-        by_language: dict[str, dict[str, int]] = {}
-        for a in self._agents.values():
-            states[a.state.value] += 1
-            if a.state is not AgentState.LOGGED_OUT:
-                for skill, level in a.skills.items():
-                    if skill.startswith("lang:") and level >= lang_min:
-                        tally = by_language.setdefault(skill[5:], {"logged_in": 0, "working": 0})
-                        tally["logged_in"] += 1
-                        tally["working"] += a.state is not AgentState.PAUSED
-            if a.state is AgentState.PAUSED:
-                reason = a.pause_reason or "?"
-                paused[reason] = paused.get(reason, 0) + 1
-            if not a.reachable and a.state is not AgentState.LOGGED_OUT:
-                unreachable += 1
-        call_states: dict[str, int] = {s.value: 0 for s in CallState if s is not CallState.DONE}
-        queues: dict[str, dict[str, Any]] = {}
-        longest = 0.0
-        for call in self._calls.values():
-            call_states[call.state.value] += 1
-            if call.state in (CallState.WAITING, CallState.CALLBACK_HOLD):
-                q = queues.setdefault(
-                    f"{call.language}/{call.group}",
-                    {"waiting": 0, "callbacks": 0, "longest_wait": 0.0, "by_rung": {}},
-                )
-                waited = now - call.enqueued_at
-                q["waiting"] += 1
-                q["callbacks"] += call.callback_number is not None
-                q["longest_wait"] = max(q["longest_wait"], waited)
-                q["by_rung"][str(call.rung)] = q["by_rung"].get(str(call.rung), 0) + 1
-                longest = max(longest, waited)
-        return {
-            "now": now,
-            "policy": self.policy.name,
-            "agents": {
-                "by_state": states,
-                "paused_by_reason": paused,
-                "unreachable": unreachable,
-                "total": len(self._agents),
-                "by_language": dict(sorted(by_language.items())),
-            },
-            "calls": {
-                "by_state": call_states,
-                "waiting": call_states[CallState.WAITING.value]
-                + call_states[CallState.CALLBACK_HOLD.value],
-                "longest_wait": longest,
-            },
-            "queues": queues,
-            "handle_estimate": self.handle_estimate,
-        }
-
     # ------------------------------------------------------------------ self-check
 
     def check_invariants(self) -> None:
@@ -1028,13 +681,4 @@ class Engine:
             queued = call.key in self._queues.get(call.queue, [])
             assert queued == (call.state in (CallState.WAITING, CallState.CALLBACK_HOLD)), call
             assert bool(call.pools) == (call.state is CallState.WAITING), call
-        for pool in self._pools:
-            live_calls = {e[3] for e in pool.calls if self._call_entry_valid(pool.pool_id, e)}
-            assert len(live_calls) == pool.calls_live, (pool.pool_id, live_calls, pool.calls_live)
-            ready = {a for a in pool.members if self._agents[a].available}
-            assert len(ready) == pool.ready_live, pool.pool_id
-            valid_ready = {e[2] for e in pool.ready if self._ready_entry_valid(pool, e)}
-            assert ready == valid_ready, pool.pool_id
-            assert not (ready and live_calls), f"pool {pool.atoms}: ready agent and waiting call"
-            busy = sum(self._agents[a].state in BUSY_STATES for a in pool.members)
-            assert busy == pool.busy, pool.pool_id
+        self._pools.check_invariants()

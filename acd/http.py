@@ -9,10 +9,11 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
+from acd.board import wallboard_state
 from acd.engine import AcdError
 from acd.service import AcdService
 from acd.supervision import Supervision, SupervisionError, listen_mode, state_request
-from acd.wallboard import WallboardHub, wallboard_state
+from acd.wallboard_hub import WallboardHub
 from web.app import add_page
 from web.kit import ApiError, json_error, map_errors, principal, read_object, to_json
 
@@ -32,7 +33,9 @@ STATIC = Path(__file__).resolve().parent / "static"
 @routes.get("/api/wallboard")
 async def wallboard(request: web.Request) -> web.Response:
     await principal(request, *SUPERVISORS)
-    return to_json(wallboard_state(request.app[ACD_SERVICE]))
+    acd = request.app[ACD_SERVICE]
+    faults = request.app[WALLBOARD].faults()
+    return to_json({**wallboard_state(acd.engine, acd.now()), "faults": faults})
 
 
 @routes.get("/ws/wallboard")

@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 
+from acd import reports
 from acd.engine import AcdError, Announcement, Engine, FollowUp, Offer
 from acd.events import AcdEvent, AgentChanged, CallOffered, QueueChanged
 
@@ -214,10 +215,10 @@ class AcdService:
         return self.engine.position(call_id, self._clock())
 
     def explain(self, call_id: str) -> dict[str, Any]:
-        return self.engine.explain(call_id, self._clock())
+        return reports.explain(self.engine, call_id, self._clock())
 
     def snapshot(self) -> dict[str, Any]:
-        return self.engine.snapshot(self._clock())
+        return reports.snapshot(self.engine, self._clock())
 
     def _agent_of(self, call_id: str) -> str | None:
         try:

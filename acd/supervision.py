@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 
+from acd.agents import StateChangeError, parse_state_change
 from acd.devices import WEB_PHONE_SUFFIX, web_phone
 from acd.engine import AcdError
 from acd.service import AcdService
@@ -23,11 +24,9 @@ from pbx.ami import AmiError, AmiLink, AmiNotConnected
 log = structlog.get_logger(__name__)
 
 MODES = ("listen", "whisper")
-STATES = ("ready", "paused")
 # DEVICE_STATE() answers that mean nothing is registered there to ring.
 NOT_REGISTERED = frozenset({"UNAVAILABLE", "INVALID", "UNKNOWN", ""})
 CHANNEL_UP = "6"  # AMI ChannelState of an answered channel
-MAX_REASON = 40
 
 
 class SupervisionError(Exception):
@@ -82,19 +81,11 @@ def supervisor_phone(endpoint: str, web_state: str, desk_state: str) -> str | No
 
 
 def state_request(body: Mapping[str, Any]) -> tuple[str, str | None]:
-    """Validate {"state": "ready"} or {"state": "paused", "reason": "..."}: (state, reason)."""
-    state = body.get("state")
-    if state not in STATES:
-        raise SupervisionError("bad_request", f"state must be one of {list(STATES)}")
-    if state == "ready":
-        return "ready", None
-    reason = body.get("reason")
-    if not isinstance(reason, str) or not reason.strip():
-        raise SupervisionError("bad_request", "a pause needs a reason (a non-empty string)")
-    reason = " ".join(reason.split())
-    if len(reason) > MAX_REASON:
-        raise SupervisionError("bad_request", f"reason: at most {MAX_REASON} characters")
-    return "paused", reason
+    """A supervisor's {"state", "reason"}: the desk's rules, except that a pause needs a reason."""
+    try:
+        return parse_state_change(body)
+    except StateChangeError as exc:
+        raise SupervisionError("bad_request", str(exc)) from None
 
 
 def listen_mode(body: Mapping[str, Any]) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import math
@@ -14,13 +13,20 @@ from typing import Any
 import structlog
 from aiohttp import WSMsgType, web
 
+from acd.agents import (
+    DEFAULT_PAUSE_REASON,
+    AgentState,
+    StateChangeError,
+    parse_state_change,
+)
 from acd.devices import web_phone
 from acd.engine import AcdError
 from acd.events import AcdEvent, AgentChanged
 from acd.http import ACD_SERVICE
 from acd.service import AcdService
+from agent_client.accounts import Agent, AgentDirectory, AgentError
+from agent_client.desktops import DesktopHub
 from agent_client.limits import LoginThrottle
-from agent_client.service import Agent, AgentDirectory, AgentError, DesktopHub
 from web.app import add_page
 from web.kit import (
     AUTHENTICATE,
@@ -167,6 +173,14 @@ async def me(request: web.Request) -> web.Response:
     return to_json({**agent.public(), "acd": request.app[ACD_SERVICE].agent_view(agent.name)})
 
 
+@routes.get("/api/me/sip")
+async def my_sip(request: web.Request) -> web.Response:
+    """The softphone's credentials, for a desk reopened on a saved session: the page keeps
+    only its session token, never the SIP password."""
+    agent = await current_agent(request)
+    return to_json(_sip(request, agent))
+
+
 @routes.post("/api/me/state")
 async def set_state(request: web.Request) -> web.Response:
     agent = await current_agent(request)
@@ -176,15 +190,16 @@ async def set_state(request: web.Request) -> web.Response:
 
 
 def _change_state(app: web.Application, agent: Agent, body: dict[str, Any]) -> None:
-    state = text_field(body, "state", max_len=20)
+    try:
+        state, reason = parse_state_change(body, default_reason=DEFAULT_PAUSE_REASON)
+    except StateChangeError as exc:
+        raise json_error(400, str(exc)) from exc
     acd = app[ACD_SERVICE]
-    if state == "ready":
+    if state is AgentState.READY:
         acd_call(lambda: acd.set_ready(agent.name))
-    elif state in ("paused", "not_ready"):
-        reason = text_field(body, "reason", max_len=40, required=False) or "not ready"
-        acd_call(lambda: acd.pause(agent.name, reason))
     else:
-        raise json_error(400, "state must be 'ready' or 'paused'")
+        assert reason is not None
+        acd_call(lambda: acd.pause(agent.name, reason))
 
 
 @routes.get("/api/transfer-targets")
@@ -226,7 +241,7 @@ async def desktop_socket(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_WS_MESSAGE)
     await ws.prepare(request)
     hub = request.app[DESKTOPS]
-    desktop = hub.attach(agent.name, ws)
+    desktop = hub.attach(agent.name, ws, request.transport)
     desktop.send(
         {
             "type": "hello",
@@ -234,7 +249,7 @@ async def desktop_socket(request: web.Request) -> web.WebSocketResponse:
             "acd": request.app[ACD_SERVICE].agent_view(agent.name),
         }
     )
-    pump = asyncio.create_task(desktop.pump())
+    desktop.start()
     log.info("desktop_connected", agent=agent.name)
     try:
         async for msg in ws:
@@ -245,7 +260,7 @@ async def desktop_socket(request: web.Request) -> web.WebSocketResponse:
     finally:
         hub.detach(desktop)
         desktop.close("disconnected")
-        pump.cancel()
+        desktop.stop()
         log.info("desktop_disconnected", agent=agent.name, reason=desktop.closed_reason)
     return ws
 

@@ -30,10 +30,11 @@ from acd.engine import Engine
 from acd.service import AcdService
 from acd.service_level import ServiceLevelWindows
 from acd.supervision import Supervision
-from acd.wallboard import WallboardHub
+from acd.wallboard_hub import WallboardHub
 from acd.widening import policy_from_name
 from agent_client import http as agent_http
-from agent_client.service import Agent, AgentDirectory, DesktopHub
+from agent_client.accounts import Agent, AgentDirectory
+from agent_client.desktops import DesktopHub
 from calls import http as call_http
 from calls.callbacks import CallbackDialer
 from calls.fallback import FallbackCalls
@@ -68,7 +69,7 @@ from pbx.asterisk import (
     reload_agents,
 )
 from pbx.fastagi import FastAgiServer
-from pbx.watchdog import AsteriskKeeper
+from pbx.watchdog import AsteriskKeeper, PbxHealth
 from recordings.service import RecordingCollector
 from web import health
 from web.app import create_app, setup_pages
@@ -181,7 +182,7 @@ class CityLine:
         self._running.stops.append(self.ami.stop)
         if adopted:
             await reload_agents(self.ami)  # agents created while we were gone
-        self.pbx = AsteriskKeeper(self.asterisk)
+        self.pbx = AsteriskKeeper(self.asterisk, on_change=self._pbx_changed)
         keeper = asyncio.create_task(self.pbx.run(), name="asterisk-keeper")
         self._running.stops.append(lambda: _cancel(keeper))  # stopped before Asterisk is
 
@@ -205,7 +206,7 @@ class CityLine:
         self._running.stops.append(self.acd.stop)
         days = asyncio.create_task(_roll_days(stats), name="service-level-days")
         self._running.stops.append(lambda: _cancel(days))
-        self.wallboard = WallboardHub(self.acd)
+        self.wallboard = WallboardHub(self.acd, faults=self._faults)
         await self.wallboard.start()
         self._running.stops.append(self.wallboard.stop)
 
@@ -410,6 +411,14 @@ class CityLine:
         await reload_agents(self.ami)
         if agent.role == "agent":
             self.acd.upsert_agent(agent.name, agent.skills)
+
+    def _faults(self) -> dict[str, Any]:
+        """What the wallboard shows of the parts outside the ACD."""
+        return {"pbx": self.pbx.health.view(time.time())} if self.pbx is not None else {}
+
+    def _pbx_changed(self, health: PbxHealth) -> None:
+        if self.wallboard is not None:
+            self.wallboard.fault_changed()
 
     async def _pbx_health(self) -> dict[str, Any]:
         assert self.pbx is not None and self.ami is not None

@@ -14,7 +14,7 @@ from cityline.simulated.sipp import call_with_keys
 from cityline.wiring import CityLine
 from tests.conftest import CityFactory
 from tests.support.browser import DESKTOP, TV, chromium, console_lines, new_page, screenshot
-from tests.support.checks import eventually, only_call
+from tests.support.checks import agent_is, eventually, only_call
 from tests.support.desk import (
     DEFAULT_PASSWORD,
     AgentAtDesk,
@@ -211,7 +211,8 @@ async def test_the_browser_agent_transfers_the_caller_to_a_colleague(
             await expect(page.locator("#answer")).to_be_enabled(timeout=30_000)
             await page.click("#answer")
             await expect(page.locator("#transfer")).to_be_enabled(timeout=10_000)
-            await page.select_option("#transfer-target", "agent-bob")
+            assert city.directory is not None
+            await page.select_option("#transfer-target", city.directory.endpoint_of("bob"))
             await page.click("#transfer")
             assert bob.phone is not None
             await bob.phone.wait_answered(1, within=15)
@@ -227,7 +228,7 @@ async def test_the_browser_agent_transfers_the_caller_to_a_colleague(
             assert call["outcome"] == "answered" and call["agent"] == "iga"
             assert city.calls is not None
             events = {e["kind"]: e["detail"] for e in await city.calls.call_events(call["id"])}
-            assert events["transferred"] == {"to": "agent-bob", "by": "iga"}
+            assert events["transferred"] == {"to": "bob", "by": "iga"}
     finally:
         await bob.leave()
 
@@ -242,6 +243,11 @@ async def test_typed_text_survives_a_reload(city: CityLine, http: aiohttp.Client
         await page.reload()
         await expect(page.locator("#desk")).to_be_visible()  # still logged in
         await expect(page.locator("#case-description")).to_have_value("Wywrócony kosz na rogu")
+        # The page keeps its session token, never the softphone's password; the phone still
+        # registers after the reload (the page asked the service for its credentials).
+        stored = await page.evaluate("JSON.stringify(localStorage)")
+        assert "token" in stored and "password" not in stored
+        await eventually(agent_is(city, "olek", reachable=True), timeout=20)
 
 
 async def test_connection_loss_shows_a_banner_and_recovers(

@@ -7,6 +7,7 @@ import asyncio
 import shutil
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -48,6 +49,23 @@ async def test_instance_layout(asterisk: AsteriskInstance) -> None:
         assert asterisk.spool_dir.startswith("/var/lib/cityline/")
         assert asterisk.run_dir.is_relative_to(sandbox)
     assert (asterisk.etc_dir / "manager.conf").stat().st_mode & 0o077 == 0  # holds the secret
+
+
+async def test_asterisk_does_not_run_as_root(asterisk: AsteriskInstance) -> None:
+    """It drops to its own user once started; its config belongs to that user alone."""
+    assert asterisk.pid is not None
+
+    def uid_of(pid: int) -> int:
+        status = Path(f"/proc/{pid}/status").read_text()
+        return int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
+
+    deadline = time.monotonic() + 10
+    while uid_of(asterisk.pid) == 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    uid = uid_of(asterisk.pid)
+    assert uid != 0
+    manager = (asterisk.etc_dir / "manager.conf").stat()
+    assert manager.st_uid == uid and manager.st_mode & 0o077 == 0
 
 
 async def test_agents_appear_after_reload(asterisk: AsteriskInstance, ami: AmiLink) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from acd.agents import TRANSITIONS, AcdError, AgentEvent, AgentState
-from acd.engine import CallState, Engine, Offer
+from acd.calls import CallState
+from acd.engine import Engine, Offer
+from acd.reports import explain, snapshot
 from acd.widening import FixedTimerWidening, Rung, StrictQueues, TargetDrivenWidening
 
 PL_ROADS = {"lang:pl": 5, "group:roads": 5}
@@ -137,7 +139,7 @@ def test_pause_reasons_and_logout() -> None:
     e.pause("a", "training", 2)  # change of reason
     assert e.agent_info("a")["pause_reason"] == "training"
     assert e.enqueue("c", language="pl", group="roads", now=3) == []
-    assert e.snapshot(4)["agents"]["paused_by_reason"] == {"training": 1}
+    assert snapshot(e, 4)["agents"]["paused_by_reason"] == {"training": 1}
     assert e.set_ready("a", 5) == [Offer("c", "a", 0)]
     e.abandon("c", 6)
     assert e.agent_state("a") is AgentState.READY
@@ -250,8 +252,8 @@ def test_target_driven_keeps_call_when_experts_free_up_fast() -> None:
     # position 1, 4 busy experts, handle 20 s: predicted 5 s, waited 0: no widening
     assert e.enqueue("c", language="pl", group="roads", now=1) == []
     assert e.call_info("c").rung == 0
-    assert "waited + predicted wait > 15" in e.explain("c", 1)["next_step"]
-    assert e.explain("c", 1)["predicted_wait"] == 5
+    assert "waited + predicted wait > 15" in explain(e, "c", 1)["next_step"]
+    assert explain(e, "c", 1)["predicted_wait"] == 5
     assert e.tick(5) == []  # 4 + 5 = 9 < 15
     assert e.tick(11.5) == [Offer("c", "novice", 1)]  # 10.5 + 5 > 15
 
@@ -266,7 +268,7 @@ def test_target_driven_waits_at_its_rung_while_every_wider_agent_is_busy() -> No
     # would not answer it sooner, so the call keeps its rung.
     assert e.enqueue("c", language="pl", group="roads", now=1) == []
     assert e.tick(10) == [] and e.call_info("c").rung == 0
-    assert "an agent on a wider rung is ready" in e.explain("c", 10)["next_step"]
+    assert "an agent on a wider rung is ready" in explain(e, "c", 10)["next_step"]
     # The waste agent frees up with nothing of its own waiting: at the next tick the call
     # steps down to it.
     e.answered("other", 2)
@@ -308,7 +310,7 @@ def test_strict_never_widens() -> None:
     ready_agent(e, "w", PL_WASTE, 0)
     e.enqueue("c", language="pl", group="roads", now=0)
     assert e.tick(1000) == []
-    assert e.explain("c", 1000)["next_step"] == "last rung: no further widening"
+    assert explain(e, "c", 1000)["next_step"] == "last rung: no further widening"
 
 
 def test_fixed_timer_widening_steps_on_time() -> None:
@@ -386,16 +388,16 @@ def test_explain_says_who_could_take_the_call() -> None:
     ready_agent(e, "b", PL_ROADS, 0)
     e.enqueue("busy", language="pl", group="roads", now=1)
     e.enqueue("c", language="pl", group="roads", now=2)
-    why = e.explain("c", 10)
+    why = explain(e, "c", 10)
     assert why["eligible_agents"] == 2
     assert why["eligible_by_state"] == {"paused: lunch": 1, "ringing": 1}
     assert "none of the 2 eligible agents is ready" in why["why"]
     assert why["position"] == 1
     e.enqueue("en", language="en", group="roads", now=3)
-    assert "no agent has the skills" in e.explain("en", 4)["why"]
+    assert "no agent has the skills" in explain(e, "en", 4)["why"]
     import json
 
-    json.dumps(e.snapshot(11))
+    json.dumps(snapshot(e, 11))
     json.dumps(why)
 
 
@@ -404,7 +406,7 @@ def test_snapshot_counts() -> None:
     ready_agent(e, "a", PL_ROADS, 0)
     e.enqueue("c1", language="pl", group="roads", now=0)
     e.enqueue("c2", language="pl", group="roads", now=3)
-    snap = e.snapshot(10)
+    snap = snapshot(e, 10)
     assert snap["agents"]["by_state"]["ringing"] == 1
     assert snap["calls"]["waiting"] == 1
     assert snap["calls"]["longest_wait"] == 7
@@ -418,7 +420,7 @@ def test_snapshot_counts_the_speakers_of_each_language() -> None:
     ready_agent(e, "weak-en", {"lang:pl": 5, "lang:en": 2, "group:roads": 5}, 0)
     e.upsert_agent("gone", {"lang:en": 5, "group:roads": 5}, 0)  # logged out
     e.pause("both", "lunch", 1)
-    assert e.snapshot(2)["agents"]["by_language"] == {
+    assert snapshot(e, 2)["agents"]["by_language"] == {
         "en": {"logged_in": 1, "working": 0},
         "pl": {"logged_in": 3, "working": 2},
     }

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from acd.engine import CallState, Engine, Offer
+from acd.calls import CallState
+from acd.engine import Engine, Offer
 from acd.simulator import Simulation, load_scenario
 from acd.widening import FixedTimerWidening, Rung, StrictQueues, TargetDrivenWidening
 from bench.bench_acd_city import early_shift, perfect_pooling

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent_client.service import hash_password, verify_password
+from agent_client.accounts import hash_password, verify_password
 from cases.catalogue import CATALOGUE_FILE, load_catalogue
 from cityline.cli import parse_skills
 

@@ -6,10 +6,7 @@ from typing import Any
 
 import pytest
 
-from acd.engine import Engine
-from acd.service import AcdService
-from acd.service_level import ServiceLevelWindows
-from acd.wallboard import (
+from acd.board import (
     agent_rows,
     board_figures,
     queue_rows,
@@ -19,6 +16,9 @@ from acd.wallboard import (
     wait_rating,
     wallboard_state,
 )
+from acd.engine import Engine
+from acd.service import AcdService
+from acd.service_level import ServiceLevelWindows
 
 
 def test_colour_bands_follow_the_target() -> None:
@@ -124,7 +124,7 @@ def test_the_board_from_a_live_engine() -> None:
     acd.enqueue("c2", language="pl", group="roads")  # nobody free: waits
     acd.request_callback("c2", "48600100200")
     now[0] = 1010.0
-    state = wallboard_state(acd)
+    state = wallboard_state(acd.engine, acd.now())
     board = state["board"]
     assert state["target_sl_percent"] == 90.0
     assert board["bands"] == {"good": 90.0, "warn": 80.0}

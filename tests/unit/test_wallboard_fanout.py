@@ -11,7 +11,7 @@ from typing import Any
 from acd.engine import Engine
 from acd.service import AcdService
 from acd.service_level import ServiceLevelWindows
-from acd.wallboard import WallboardHub
+from acd.wallboard_hub import WallboardHub
 
 
 class FakeTransport:

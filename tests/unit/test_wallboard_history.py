@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from acd.wallboard import DayHistory
+from acd.board import DayHistory
 
 
 def test_states_in_one_interval_make_one_point_with_the_queue_peak() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from acd.engine import Engine
 from acd.service import AcdService
 from acd.service_level import ServiceLevelWindows
-from acd.wallboard import WallboardHub, _Viewer
+from acd.wallboard_hub import WallboardHub
 
 
 class FakeSocket:
@@ -36,19 +36,18 @@ def hub() -> tuple[WallboardHub, AcdService]:
 async def test_a_stuck_viewer_is_cut_off_and_the_others_get_every_update() -> None:
     board, _ = hub()
     fast, stuck = FakeSocket(), FakeSocket(stuck=True)
-    viewers = [_Viewer(fast, 4), _Viewer(stuck, 4)]  # type: ignore[arg-type]
-    writers = []
+    viewers = [board._viewer(fast, None), board._viewer(stuck, None)]  # type: ignore[arg-type]
     for viewer in viewers:
         board._viewers.add(viewer)
-        writers.append(asyncio.create_task(board._write(viewer)))
+        viewer.start()
     for _ in range(10):
         board.publish()
         await asyncio.sleep(0)
     await asyncio.sleep(0.01)
     assert len(fast.sent) == 10
     assert board.cut_off == 1 and board.viewers == 1
-    for writer in writers:
-        writer.cancel()
+    for viewer in viewers:
+        viewer.stop()
 
 
 async def test_the_state_has_live_figures_and_service_level() -> None:

@@ -1,4 +1,4 @@
-"""Agents (accounts, phones, skills, sessions) and their desktop connections."""
+"""Agent accounts in PostgreSQL: passwords, roles, skills, SIP phones and log-in sessions."""
 
 from __future__ import annotations
 
@@ -6,18 +6,17 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import json
 import re
 import secrets
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import asyncpg
 import structlog
-from aiohttp import web
 
+from acd.devices import WEB_PHONE_SUFFIX
 from cases.catalogue import Catalogue
 from db.pool import utcnow
 
@@ -28,6 +27,12 @@ ROLES = ("agent", "supervisor")
 MIN_PASSWORD_LENGTH = 8
 # scrypt at n=2**14 costs ~50 ms: slow for guessing, fine for a log-in.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+
+
+def sip_endpoint_name() -> str:
+    """An agent's SIP user name says nothing of the agent: names cannot be enumerated over SIP
+    (a SIP scanner learns only that some endpoint exists, never whose)."""
+    return "ep" + secrets.token_hex(8)
 
 
 class AgentError(ValueError):
@@ -140,8 +145,8 @@ class AgentDirectory:
     ) -> Agent:
         if not NAME_PATTERN.match(name):
             raise AgentError("name: 1-32 of a-z 0-9 _ . -, starting with a letter or digit")
-        if name.endswith("-web"):  # "<endpoint>-web" is the browser phone of another agent
-            raise AgentError("name: must not end in '-web'")
+        if name.endswith(WEB_PHONE_SUFFIX):  # "<endpoint>-web" is another agent's browser phone
+            raise AgentError(f"name: must not end in {WEB_PHONE_SUFFIX!r}")
         if len(password) < MIN_PASSWORD_LENGTH:
             raise AgentError(f"password: at least {MIN_PASSWORD_LENGTH} characters")
         if role not in ROLES:
@@ -155,7 +160,7 @@ class AgentDirectory:
                 name,
                 display_name or name,
                 password_hash,
-                f"agent-{name}",
+                sip_endpoint_name(),
                 secrets.token_urlsafe(18),
                 clean_skills,
                 role,
@@ -212,110 +217,3 @@ class AgentDirectory:
 
     def agent_for_endpoint(self, endpoint: str) -> str | None:
         return next((a.name for a in self.by_name.values() if a.sip_endpoint == endpoint), None)
-
-
-class DesktopHub:
-    """One live desktop connection per agent, each with a bounded outbox.
-
-    A desktop that cannot keep up is disconnected rather than allowed to slow the loop; it
-    reconnects and gets the current state again.
-    """
-
-    def __init__(
-        self,
-        directory: AgentDirectory,
-        *,
-        phones_of: Callable[[str], list[str]] = lambda agent_id: [],
-        outbox_size: int = 64,
-    ) -> None:
-        self._directory = directory
-        self._phones_of = phones_of
-        self._outbox_size = outbox_size
-        self._connections: dict[str, _Desktop] = {}
-        self.last_pop: dict[str, dict[str, Any]] = {}
-
-    def endpoint_of(self, agent_id: str) -> str | None:
-        return self._directory.endpoint_of(agent_id)
-
-    def phones_of(self, agent_id: str) -> list[str]:
-        """Endpoints to ring for the agent: the registered ones, else its SIP endpoint."""
-        phones = self._phones_of(agent_id)
-        endpoint = self.endpoint_of(agent_id)
-        return phones or ([endpoint] if endpoint else [])
-
-    def attach(self, agent_id: str, ws: web.WebSocketResponse) -> _Desktop:
-        old = self._connections.get(agent_id)
-        if old is not None:
-            old.close("replaced by a newer connection")
-        desktop = _Desktop(agent_id, ws, self._outbox_size)
-        self._connections[agent_id] = desktop
-        return desktop
-
-    def detach(self, desktop: _Desktop) -> None:
-        if self._connections.get(desktop.agent_id) is desktop:
-            del self._connections[desktop.agent_id]
-
-    def send(self, agent_id: str, message: Mapping[str, Any]) -> bool:
-        desktop = self._connections.get(agent_id)
-        return desktop.send(message) if desktop else False
-
-    def send_pop(self, agent_id: str, pop: Mapping[str, Any]) -> None:
-        message = {"type": "pop", **pop}
-        self.last_pop[agent_id] = message
-        delivered = self.send(agent_id, message)
-        log.info("screen_pop", agent=agent_id, delivered=delivered)
-
-    def send_call_update(self, agent_id: str, call_id: str, status: str) -> None:
-        self.send(agent_id, {"type": "call", "call_id": call_id, "status": status})
-
-    def pass_pop(self, call_id: str, to_agent: str) -> None:
-        """A colleague who takes a transferred call sees what the first agent saw."""
-        by, pop = next(
-            ((a, p) for a, p in self.last_pop.items() if p.get("call_id") == call_id),
-            (None, None),
-        )
-        if pop is not None and to_agent != by:
-            pop = {k: v for k, v in pop.items() if k != "type"}
-            self.send_pop(to_agent, {**pop, "transferred_from": by})
-
-    def close_all(self) -> None:
-        for desktop in list(self._connections.values()):
-            desktop.close("server shutting down")
-
-
-class _Desktop:
-    def __init__(self, agent_id: str, ws: web.WebSocketResponse, outbox_size: int) -> None:
-        self.agent_id = agent_id
-        self.ws = ws
-        self.outbox: asyncio.Queue[str | None] = asyncio.Queue(outbox_size)
-        self.closed_reason: str | None = None
-        self._closing: asyncio.Future[bool] | None = None
-
-    def send(self, message: Mapping[str, Any]) -> bool:
-        if self.closed_reason is not None:
-            return False
-        try:
-            self.outbox.put_nowait(json.dumps(message, default=str))
-            return True
-        except asyncio.QueueFull:
-            log.warning("desktop_too_slow", agent=self.agent_id)
-            self.close("too slow")
-            return False
-
-    def close(self, reason: str) -> None:
-        if self.closed_reason is None:
-            self.closed_reason = reason
-            try:
-                self.outbox.put_nowait(None)
-            except asyncio.QueueFull:
-                # The writer is stuck on a full socket: closing the socket wakes it.
-                self._closing = asyncio.ensure_future(self.ws.close(message=reason.encode()))
-
-    async def pump(self) -> None:
-        """Write the outbox to the socket until closed."""
-        while True:
-            text = await self.outbox.get()
-            if text is None:
-                await self.ws.close(message=(self.closed_reason or "").encode()[:120])
-                return
-            await self.ws.send_str(text)
