@@ -65,7 +65,12 @@ class FallbackCalls:
         if event.get("Event") == "UserEvent":
             await self._entered(uniqueid, event)
             return
-        call_id, queued_at = self._following[uniqueid]
+        followed = self._following.get(uniqueid)
+        if followed is None:
+            # Events are queued while the call is followed and handled later: a repeated
+            # Hangup, or anything after the first, finds the call already ended.
+            return
+        call_id, queued_at = followed
         if event.get("Event") == "AgentConnect":
             endpoint = event.get("Interface", "").removeprefix("PJSIP/")
             agent = self._agent_for_endpoint(endpoint) or endpoint
