@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import random
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 
 
@@ -19,6 +19,8 @@ def fuzz_settings(max_examples: int) -> settings:
         database=None,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+        # shrink a failure to a small example, but skip the slow "explain" pass after it
+        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -28,6 +29,9 @@ from pbx.agi import (
     encode_command,
 )
 from tests.fuzz.hostile import SPECIAL_BYTES, cut, fuzz_settings, mutated, seeds
+
+# Bounded by example counts; the timeout only catches a run gone wrong on a loaded machine.
+pytestmark = pytest.mark.timeout(600)
 
 EVENT_TYPES = (AgiHeader, AgiReply, AgiUsageError, AgiHangupNotice, AgiDeadChannel)
 
@@ -152,7 +156,7 @@ def check_parser(parser: AgiParser, events: list[AgiEvent]) -> None:
 
 
 @given(hostile_bytes, seeds, st.booleans())
-@fuzz_settings(1500)
+@fuzz_settings(1000)
 def test_parser_takes_any_bytes_in_any_reads(data: bytes, seed: int, close: bool) -> None:
     reads = cut(data, seed)
     one_byte_reads = run_parser(
@@ -208,7 +212,7 @@ def check_session(session: AgiSession) -> None:
 
 
 @given(st.booleans(), st.lists(operation, max_size=25))
-@fuzz_settings(1500)
+@fuzz_settings(1000)
 def test_session_takes_any_interleaving(start_with_header: bool, ops: list[tuple]) -> None:
     session = AgiSession()
     if start_with_header:
@@ -281,7 +285,7 @@ def res_agi_parse_args(line: str) -> list[str]:
 
 
 @given(st.lists(st.text(st.characters(), max_size=30), max_size=6))
-@fuzz_settings(1500)
+@fuzz_settings(800)
 def test_encode_command_is_one_line_that_asterisk_splits_back(words: list[str]) -> None:
     try:
         wire = encode_command(*words)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -32,6 +33,9 @@ from ivr.audiosocket import (
     encode_session_start,
 )
 from tests.fuzz.hostile import SPECIAL_BYTES, cut, fuzz_settings, mutated, seeds
+
+# Bounded by example counts; the timeout only catches a run gone wrong on a loaded machine.
+pytestmark = pytest.mark.timeout(600)
 
 SID = uuid.UUID("0f6b1c1e-3a5d-4b7e-9c2a-1d2e3f405162")
 VALID = (
