@@ -54,6 +54,7 @@ AGENTS_CHANGED: web.AppKey[Callable[[Agent], Awaitable[None]]] = web.AppKey("age
 routes = web.RouteTableDef()
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_WS_MESSAGE = 16 * 1024
+MAX_TOKEN = 512
 
 
 def _token_of(request: web.Request) -> str | None:
@@ -68,6 +69,10 @@ async def authenticate(request: web.Request) -> Principal:
     token = _token_of(request)
     if not token:
         raise json_error(401, "missing bearer token")
+    # Tokens are URL-safe ASCII. A header's bytes that are not UTF-8 arrive as lone surrogates,
+    # which encode() below would fail on (a 500 before authentication): no such token exists.
+    if not token.isascii() or len(token) > MAX_TOKEN:
+        raise json_error(401, "session unknown or expired; log in again")
     if hmac.compare_digest(token.encode(), request.app[ADMIN_TOKEN].encode()):
         return Principal("admin", "admin")
     agent = await request.app[DIRECTORY].agent_for_token(token)
