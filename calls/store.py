@@ -60,7 +60,8 @@ class CallStore:
                            AS linked_to_case
                 FROM calls c
                 WHERE c.recording_path IS NOT NULL
-                  AND coalesce(c.ended_at, c.arrived_at) < greatest($1, $2)
+                  AND coalesce(c.ended_at, c.arrived_at)
+                      < greatest($1::timestamptz, $2::timestamptz)
             ) r
             WHERE (NOT linked_to_case AND recorded_at < $1)
                OR (linked_to_case AND recorded_at < $2)
