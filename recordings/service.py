@@ -115,7 +115,12 @@ class RecordingCollector:
                 log.warning("recording_not_compressed", call_id=call_id, error=str(exc),
                             kept="wav")  # fmt: skip
                 return None
-        await asyncio.to_thread(_finish, part, target, source)
+        try:
+            await asyncio.to_thread(_finish, part, target, source)
+        except OSError as exc:
+            log.warning("recording_not_compressed", call_id=call_id, error=repr(exc), kept="wav")
+            await asyncio.to_thread(lambda: part.unlink(missing_ok=True))
+            return None
         log.info(
             "recording_stored",
             call_id=call_id,
