@@ -70,6 +70,8 @@ from pbx.asterisk import (
 )
 from pbx.fastagi import FastAgiServer
 from pbx.watchdog import AsteriskKeeper, PbxHealth
+from recordings import http as recording_http
+from recordings.retention import RecordingRetention
 from recordings.service import RecordingCollector
 from web import health
 from web.app import create_app, setup_pages
@@ -82,6 +84,7 @@ SCHEMA_FILES = [
     ("cases", PROJECT_DIR / "cases" / "schema.sql"),
     ("agent_client", PROJECT_DIR / "agent_client" / "schema.sql"),
     ("services", PROJECT_DIR / "cases" / "services.sql"),
+    ("recordings", PROJECT_DIR / "recordings" / "schema.sql"),
 ]
 
 
@@ -114,6 +117,7 @@ class CityLine:
         self.records: CallRecords | None = None
         self.calls: CallStore | None = None  # reading call records (tests, reports)
         self.pool: asyncpg.Pool | None = None
+        self.recordings: RecordingRetention | None = None
 
     # -- start ----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -221,6 +225,7 @@ class CityLine:
             asterisk_spool_dir=self.asterisk.spool_dir,
             host_path=self.asterisk.host_path,
             archive_dir=s.recordings_dir,
+            store_format=s.recording_format,
         )
         self.callbacks = CallbackDialer(
             acd=self.acd,
@@ -302,6 +307,12 @@ class CityLine:
         )
         case_http.setup(app, cases=cases, calls=self.records)
         call_http.setup(app, calls=self.records.read)
+        self.recordings = recording_http.setup(
+            app, pool=self.pool, calls=self.records.read, ledger=self.records,
+            retention_days=s.recording_retention_days, archive_dir=s.recordings_dir,
+        )  # fmt: skip
+        sweep = asyncio.create_task(self.recordings.run(), name="recording-retention")
+        self._running.stops.append(lambda: _cancel(sweep))
         open311.setup(app, pool=self.pool)
         setup_pages(app, s.web_vendor_dir)
         health.setup(app)
