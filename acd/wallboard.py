@@ -321,6 +321,12 @@ def wallboard_state(acd: AcdService) -> dict[str, Any]:
     now = acd.now()
     engine = acd.engine
     live = engine.snapshot(now)
+    if acd.waiting_elsewhere is not None:  # the fallback queue's residents wait too
+        elsewhere, longest = acd.waiting_elsewhere(now)
+        calls = live["calls"]
+        calls["waiting"] += elsewhere
+        calls["waiting_in_fallback"] = elsewhere
+        calls["longest_wait"] = max(calls["longest_wait"], longest)
     service_level = engine.stats.figures(now) if engine.stats is not None else {}
     target_sl = engine.stats.target_sl if engine.stats is not None else DEFAULT_TARGET_SL
     state: dict[str, Any] = {
