@@ -36,6 +36,7 @@ from agent_client.service import Agent, AgentDirectory, DesktopHub
 from calls import http as call_http
 from calls.callbacks import CallbackDialer
 from calls.fallback import FallbackCalls
+from calls.fallback_members import FallbackMembers
 from calls.leftovers import recover_fallback_calls, recover_recordings
 from calls.record import CallRecords
 from calls.store import CallStore
@@ -119,6 +120,7 @@ class CityLine:
         self.calls: CallStore | None = None  # reading call records (tests, reports)
         self.pool: asyncpg.Pool | None = None
         self.embedded: EmbeddedPostgres | None = None
+        self.fallback_members: FallbackMembers | None = None
 
     # -- start ----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -286,6 +288,15 @@ class CityLine:
         await devices.reconcile(ami)
         follower = asyncio.create_task(fallback.follow(), name="fallback-calls")
         self._running.stops.append(lambda: _cancel(follower))
+        # The fallback queue rings only agents the ACD has ready or on a call.
+        self.fallback_members = FallbackMembers(self.ami, endpoint_of=self.directory.endpoint_of)
+        self.acd.subscribe(self.fallback_members.on_acd_event)
+        self.fallback_members.want_all(
+            {a: self.acd.agent_view(a)["state"] for a in self.acd.engine.agent_ids()}
+        )
+        self.ami.add_reconnect_listener(self.fallback_members.resync)
+        members = asyncio.create_task(self.fallback_members.run(), name="fallback-members")
+        self._running.stops.append(lambda: _cancel(members))
 
         self.agi = FastAgiServer(self.handler, "127.0.0.1", s.agi_port)
         await self.agi.start()
@@ -384,6 +395,7 @@ class CityLine:
             rtp_start=s.rtp_start,
             rtp_end=s.rtp_end,
             callback_trunk=s.callback_trunk,
+            fallback_wait_seconds=s.fallback_wait_seconds,
         )
         return AsteriskInstance(settings)
 
@@ -426,6 +438,8 @@ class CityLine:
         ]
         self.asterisk.write_agents(endpoints)
         await reload_agents(self.ami)
+        if self.fallback_members is not None:
+            self.fallback_members.resync()  # the reload re-read the members unpaused
         if agent.role == "agent":
             self.acd.upsert_agent(agent.name, agent.skills)
 

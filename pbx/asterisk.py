@@ -126,6 +126,8 @@ class AsteriskSettings:
     # Generated per instance: there is never a default AMI password.
     ami_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     moh_class: str = "default"
+    # How long a resident may wait in the fallback queue before the honest closing message.
+    fallback_wait_seconds: int = 600
     # host:port where calls to residents go (a SIP trunk or gateway); empty: no callbacks.
     callback_trunk: str = ""
     system_name: str = "cityline"
@@ -331,6 +333,7 @@ class AsteriskInstance:
             "ami_secret": s.ami_secret,
             "moh_class": s.moh_class,
             "sounds_dir": self.asterisk_sounds_dir,
+            "fallback_wait": s.fallback_wait_seconds,
             "ice_host_candidates": ice_loopback_mapping(interface_ipv4_addresses()),
         }
 
