@@ -43,7 +43,8 @@ async def test_service_down_callers_reach_an_agent_through_the_fallback_queue(
 async def test_a_fault_mid_call_hands_the_caller_to_the_fallback_queue(
     city: CityLine, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    hal = await AgentAtDesk(city, http, "hal", {"lang:en": 3, "group:roads": 3}).arrive(ready=False)
+    # Ready: the fallback queue rings only agents the ACD has ready (or on a call).
+    hal = await AgentAtDesk(city, http, "hal", {"lang:en": 3, "group:roads": 3}).arrive()
     try:
         assert city.handler is not None
 
