@@ -24,7 +24,7 @@ from pathlib import Path
 import asyncpg
 import structlog
 
-from db.embedded import EmbeddedPostgres, _processes_in
+from db.embedded import EmbeddedPostgres, _processes_in, free_port
 from db.migrations import apply_migrations
 from db.pool import create_pool, redact, with_database
 
@@ -233,7 +233,8 @@ class OwnServer:
     @classmethod
     async def start(cls) -> OwnServer:
         tmp = await asyncio.to_thread(_make_server_dir)
-        server = EmbeddedPostgres(tmp / "data", settings=TEST_SERVER_SETTINGS)
+        # A fixed port: started again, it listens where the services' DSNs point.
+        server = EmbeddedPostgres(tmp / "data", port=free_port(), settings=TEST_SERVER_SETTINGS)
         await server.start()
         return cls(server, tmp)
 
