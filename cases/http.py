@@ -25,6 +25,9 @@ CASES = web.AppKey("cases", CaseStore)
 # The trail of the call a case was opened on or linked to (calls/ is its one writer).
 CallTrail = Callable[[uuid.UUID, str, dict[str, Any]], Awaitable[None]]
 CALL_TRAIL: web.AppKey[CallTrail] = web.AppKey("call_trail")
+# Waits (bounded) until the call's row is in the database: its facts may still be on their way.
+CallSettled = Callable[[uuid.UUID], Awaitable[bool]]
+CALL_SETTLED: web.AppKey[CallSettled] = web.AppKey("call_settled")
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
@@ -39,6 +42,8 @@ async def create_case(request: web.Request) -> web.Response:
     attributes = body.get("attributes") or {}
     if not isinstance(attributes, dict):
         raise json_error(400, "attributes: an object of field code -> value is required")
+    if call_id is not None:
+        await request.app[CALL_SETTLED](call_id)  # the case refers to the call's row
     try:
         case = await request.app[CASES].create_case(
             call_id=call_id,
@@ -70,6 +75,7 @@ async def link_call(request: web.Request) -> web.Response:
     who = await principal(request, "agent", "supervisor", "admin")
     body = await read_object(request)
     call_id = parse_uuid(body.get("call_id"), "call_id")
+    await request.app[CALL_SETTLED](call_id)
     try:
         case = await request.app[CASES].link_call(_case_id(request), call_id, who.name)
     except CaseError as exc:
@@ -111,8 +117,11 @@ async def get_case(request: web.Request) -> web.Response:
     return to_json(case)
 
 
-def setup(app: web.Application, *, cases: CaseStore, call_trail: CallTrail) -> None:
+def setup(
+    app: web.Application, *, cases: CaseStore, call_trail: CallTrail, call_settled: CallSettled
+) -> None:
     app.add_routes(routes)
     map_errors(app, {CaseError: 422})
     app[CASES] = cases
     app[CALL_TRAIL] = call_trail
+    app[CALL_SETTLED] = call_settled

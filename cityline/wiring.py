@@ -331,7 +331,13 @@ class CityLine:
             wallboard=self.wallboard,
             supervision=Supervision(self.acd, self.ami, self.directory.endpoint_of),
         )
-        case_http.setup(app, cases=cases, call_trail=self.records.event)
+        records = self.records
+        case_http.setup(
+            app,
+            cases=cases,
+            call_trail=records.event,
+            call_settled=lambda call_id: records.settled(call_id, timeout=5.0),
+        )
         call_http.setup(app, calls=self.records.read)
         open311.setup(app, pool=self.pool)
         setup_pages(app, s.web_vendor_dir)
