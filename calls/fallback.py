@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 import structlog
 
@@ -40,15 +41,26 @@ def waiting_figures(calls: Mapping[str, FollowedCall], now: datetime) -> tuple[i
     return len(waits), max(waits, default=0.0)
 
 
+class FallbackRecordings(Protocol):
+    """Where the dial plan records fallback calls, and how a finished file is archived."""
+
+    def fallback_path_for(self, asterisk_uniqueid: str) -> str: ...
+
+    async def collect(self, call_id: str, asterisk_path: str) -> str | None: ...
+
+
 class FallbackCalls:
     def __init__(
         self,
         records: CallRecords,
         *,
         agent_for_endpoint: Callable[[str], str | None],
+        recordings: FallbackRecordings | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._records = records
+        self._recordings = recordings
+        self._collecting: set[asyncio.Task[None]] = set()
         self._agent_for_endpoint = agent_for_endpoint
         self._clock = clock
         self._events: asyncio.Queue[dict[str, str]] = asyncio.Queue()
@@ -122,6 +134,10 @@ class FallbackCalls:
         if call.answered_at is not None:
             await self._records.update(call.call_id, ended_at=now, outcome="fallback")
             await self._records.event(call.call_id, "ended", {"outcome": "fallback"})
+            if self._recordings is not None:  # the dial plan recorded the conversation
+                task = asyncio.create_task(self._collect(uniqueid, call.call_id))
+                self._collecting.add(task)
+                task.add_done_callback(self._collecting.discard)
         else:
             wait = (now - call.queued_at).total_seconds()
             await self._records.update(
@@ -131,6 +147,24 @@ class FallbackCalls:
             await self._records.event(call.call_id, "ended", {"outcome": "fallback_abandoned"})
         log.info("fallback_call_ended", call_id=str(call.call_id),
                  answered=call.answered_at is not None)  # fmt: skip
+
+    async def _collect(self, uniqueid: str, call_id: uuid.UUID) -> None:
+        assert self._recordings is not None
+        with structlog.contextvars.bound_contextvars(call_id=str(call_id)):
+            try:
+                path = await self._recordings.collect(
+                    str(call_id), self._recordings.fallback_path_for(uniqueid)
+                )
+            except OSError:
+                log.exception("fallback_recording_not_stored", uniqueid=uniqueid)
+                return
+            if path is not None:
+                await self._records.update(call_id, recording_path=path)
+
+    async def drain(self) -> None:
+        """Let recordings being filed finish (bounded by the collector's own give-up time)."""
+        if self._collecting:
+            await asyncio.wait(self._collecting, timeout=10)
 
     async def _entered(self, uniqueid: str, event: Mapping[str, str]) -> None:
         now = self._clock()

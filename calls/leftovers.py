@@ -32,6 +32,27 @@ class FollowCall(Protocol):
     ) -> None: ...  # fmt: skip
 
 
+async def recover_fallback_recordings(
+    records: CallRecords, recordings: RecordingCollector, live_channels: Collection[str]
+) -> None:
+    """Recordings the dial plan made in the fallback queue (named by channel), onto their calls.
+    A channel still up is still being recorded: followed live, filed when it ends."""
+    for uniqueid, source in await recordings.fallback_leftovers():
+        if uniqueid in live_channels:
+            continue
+        try:
+            call = await records.read.call_by_uniqueid(uniqueid)
+            if call is None or call.get("recording_path"):
+                log.warning("fallback_recording_left", path=str(source), known_call=bool(call))
+                continue
+            stored = await recordings.archive(str(call["id"]), source)
+            await records.update(call["id"], recording_path=stored)
+            await records.event(call["id"], "recording_recovered")
+            log.warning("recording_recovered", call_id=str(call["id"]), path=stored)
+        except Exception:
+            log.exception("recording_recovery_failed", uniqueid=uniqueid, path=str(source))
+
+
 async def recover_recordings(records: CallRecords, recordings: RecordingCollector) -> None:
     for call_id, source in await recordings.leftovers():
         try:

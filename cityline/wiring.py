@@ -37,7 +37,11 @@ from calls import http as call_http
 from calls.callbacks import CallbackDialer
 from calls.fallback import FallbackCalls
 from calls.fallback_members import FallbackMembers
-from calls.leftovers import recover_fallback_calls, recover_recordings
+from calls.leftovers import (
+    recover_fallback_calls,
+    recover_fallback_recordings,
+    recover_recordings,
+)
 from calls.record import CallRecords
 from calls.store import CallStore
 from cases import http as case_http
@@ -253,12 +257,17 @@ class CityLine:
         )
         await recover_recordings(self.records, recordings)
         # Followed before asking what is in the queue, so no hang-up falls in between.
-        fallback = FallbackCalls(self.records, agent_for_endpoint=agent_for_endpoint)
+        fallback = FallbackCalls(
+            self.records, agent_for_endpoint=agent_for_endpoint, recordings=recordings
+        )
         fallback.subscribe(self.ami)
+        channels = await live_channels(self.ami)
         await recover_fallback_calls(
             self.records, self.asterisk.queue_log_path, agent_for_endpoint,
-            live_channels=await live_channels(self.ami), follow=fallback.adopt,
+            live_channels=channels, follow=fallback.adopt,
         )  # fmt: skip
+        await self.records.drained(timeout=10.0)  # the rows recovered just now, to look up
+        await recover_fallback_recordings(self.records, recordings, channels)
         self.acd.waiting_elsewhere = fallback.waiting  # the wallboard counts them as waiting
         self.acd.handle_callbacks(self.callbacks.on_offer)
         self.callbacks.subscribe(self.ami)
@@ -287,6 +296,7 @@ class CityLine:
         self.ami.add_reconnect_listener(lambda: devices.reconcile(ami))
         await devices.reconcile(ami)
         follower = asyncio.create_task(fallback.follow(), name="fallback-calls")
+        self._running.stops.append(fallback.drain)
         self._running.stops.append(lambda: _cancel(follower))
         # The fallback queue rings only agents the ACD has ready or on a call.
         self.fallback_members = FallbackMembers(self.ami, endpoint_of=self.directory.endpoint_of)

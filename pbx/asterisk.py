@@ -334,6 +334,7 @@ class AsteriskInstance:
             "moh_class": s.moh_class,
             "sounds_dir": self.asterisk_sounds_dir,
             "fallback_wait": s.fallback_wait_seconds,
+            "monitor_dir": self.spool_dir,
             "ice_host_candidates": ice_loopback_mapping(interface_ipv4_addresses()),
         }
 
