@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Coroutine, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -212,6 +212,11 @@ class CallSession:
         self, what: str, lookup: Awaitable[list[dict[str, Any]]]
     ) -> list[dict[str, Any]]:
         """A read for the screen-pop, bounded: none (and a log line) when the database is away."""
+        if self.h._records.database_down_since is not None:  # known away: not even 2 s
+            if isinstance(lookup, Coroutine):
+                lookup.close()  # never started: no "never awaited" warning
+            log.warning("screen_pop_lookup_skipped", lookup=what, error="database unavailable")
+            return []
         try:
             return await asyncio.wait_for(lookup, CASE_LOOKUP_SECONDS)
         except Exception as exc:
