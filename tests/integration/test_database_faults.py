@@ -96,6 +96,15 @@ async def test_a_frozen_database_never_holds_a_call_and_the_record_is_complete_a
         assert pop["earlier_cases"] == []  # the history lookup gave up, the call did not
         assert took < REACHES_AGENT_WITHIN, f"the resident waited {took:.1f} s for an agent"
         assert city.records is not None and city.records.backlog > 0  # held for the database
+        # A route that needs the frozen database answers 503 in bounded time, not 500.
+        began = time.monotonic()
+        login = {"name": "kim", "password": kim.password}
+        timeout = aiohttp.ClientTimeout(total=30)
+        async with http.post(f"{base_url(city)}/api/login", json=login, timeout=timeout) as r:
+            body = await r.json()
+            assert r.status == 503, body
+        log.info("frozen_database_login", seconds=round(time.monotonic() - began, 1))
+        assert body["error_id"] == "unavailable"
         own_pg.thaw()
         await complete_record(city, "kim")
     finally:
