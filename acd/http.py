@@ -35,7 +35,8 @@ async def wallboard(request: web.Request) -> web.Response:
     await principal(request, *SUPERVISORS)
     acd = request.app[ACD_SERVICE]
     faults = request.app[WALLBOARD].faults()
-    return to_json({**wallboard_state(acd.engine, acd.now()), "faults": faults})
+    state = wallboard_state(acd.engine, acd.now(), acd.waiting_elsewhere)
+    return to_json({**state, "faults": faults})
 
 
 @routes.get("/ws/wallboard")

@@ -66,6 +66,8 @@ class AcdService:
         self._listeners: list[Listener] = []
         self._ticker: asyncio.Task[None] | None = None
         self._callback_handler: CallbackHandler | None = None
+        # Residents waiting outside this ACD (Asterisk's fallback queue): (count, longest wait).
+        self.waiting_elsewhere: Callable[[float], tuple[int, float]] | None = None
 
     # -- life cycle -------------------------------------------------------------------------
     async def start(self) -> None:

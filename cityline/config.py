@@ -83,6 +83,8 @@ class Settings:
     rtp_end: int = field(default_factory=lambda: _env_int("RTP_END", 10999))
     # How long an agent's phone rings before the call goes back to the queue.
     ring_timeout_seconds: int = field(default_factory=lambda: _env_int("RING_TIMEOUT", 15))
+    # Asterisk's own fallback queue: the longest wait before the resident is told to call again.
+    fallback_wait_seconds: int = field(default_factory=lambda: _env_int("FALLBACK_WAIT", 600))
     wrap_up_seconds: int = field(default_factory=lambda: _env_int("WRAP_UP", 0))
     answer_target_seconds: int = field(default_factory=lambda: _env_int("ANSWER_TARGET", 15))
     # How a waiting call widens to more agents: target (when the 15 s target is at risk),

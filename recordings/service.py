@@ -29,6 +29,10 @@ FORMATS = ("opus", "wav")
 WORK_DIR = ".work"  # inside the archive: pydub's temporary copies, removed after each file
 
 
+# The dial plan's recordings of fallback-queue calls: fallback-<Asterisk uniqueid>.wav
+FALLBACK_PREFIX = "fallback-"
+
+
 class RecordingCollector:
     def __init__(
         self,
@@ -59,6 +63,10 @@ class RecordingCollector:
     def asterisk_path_for(self, call_id: str) -> str:
         return f"{self._spool}/{call_id}.wav"
 
+    def fallback_path_for(self, asterisk_uniqueid: str) -> str:
+        """Where the dial plan records a call in the fallback queue (it may not know our id)."""
+        return f"{self._spool}/{FALLBACK_PREFIX}{asterisk_uniqueid}.wav"
+
     async def collect(self, call_id: str, asterisk_path: str) -> str | None:
         """Wait until MixMonitor has finished the file, then store it; None if there is none."""
         source = self._host_path(asterisk_path)
@@ -75,11 +83,19 @@ class RecordingCollector:
         files = await asyncio.to_thread(lambda: sorted(spool.glob("*.wav")))
         found = []
         for path in files:
+            if path.stem.startswith(FALLBACK_PREFIX):
+                continue  # fallback_leftovers(): named by channel, not by call
             try:
                 found.append((str(uuid.UUID(path.stem)), path))
             except ValueError:
                 log.warning("recording_not_ours", path=str(path))
         return found
+
+    async def fallback_leftovers(self) -> list[tuple[str, Path]]:
+        """Fallback-queue recordings still in the spool: (Asterisk uniqueid, file)."""
+        spool = self._host_path(self._spool)
+        files = await asyncio.to_thread(lambda: sorted(spool.glob(f"{FALLBACK_PREFIX}*.wav")))
+        return [(path.stem.removeprefix(FALLBACK_PREFIX), path) for path in files]
 
     async def archive(self, call_id: str, source: Path) -> str:
         """Store a finished recording in the archive, under the day it was last written."""
