@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import asyncpg
-from acd.wallboard import wallboard_state
+from acd.board import wallboard_state
 
 from acd.engine import Engine
 from acd.events import AgentChanged, QueueChanged
@@ -45,11 +45,11 @@ def test_waiting_counts_only_residents_nobody_has_answered() -> None:
 
 def test_the_wallboard_counts_residents_waiting_in_the_fallback_queue() -> None:
     acd = AcdService(Engine(stats=ServiceLevelWindows()), clock=lambda: 1000.0)
-    assert wallboard_state(acd)["live"]["calls"]["waiting"] == 0
+    assert wallboard_state(acd.engine, acd.now(), acd.waiting_elsewhere)["live"]["calls"]["waiting"] == 0
     acd.waiting_elsewhere = lambda now: (2, 75.0)
-    live = wallboard_state(acd)["live"]["calls"]
+    live = wallboard_state(acd.engine, acd.now(), acd.waiting_elsewhere)["live"]["calls"]
     assert (live["waiting"], live["waiting_in_fallback"], live["longest_wait"]) == (2, 2, 75.0)
-    assert wallboard_state(acd)["board"]["waiting"] == 2
+    assert wallboard_state(acd.engine, acd.now(), acd.waiting_elsewhere)["board"]["waiting"] == 2
 
 
 class RecordingAmi:
