@@ -356,7 +356,11 @@ class Engine:
         return offers
 
     def login(self, agent_id: str, now: float) -> list[Offer]:
-        """Logged out -> paused("login"): the agent says ready when they are."""
+        """Paused("login"): the agent says ready when they are.
+
+        Legal in every state (acd/agents.py): a log-in from a second desk leaves a ready,
+        paused or wrapping-up agent paused("login"), and one with a call keeps the call.
+        """
         self._transition(self._agent(agent_id), AgentEvent.LOGIN, now, "login")
         return []
 

@@ -44,6 +44,62 @@ def test_login_lands_paused_with_reason() -> None:
     assert e.agent_info("a")["pause_reason"] == "login"
 
 
+def _agent_in(state: AgentState) -> tuple[Engine, str | None]:
+    """An engine whose agent "a" is in `state`; the call it holds, if any."""
+    e = Engine(widening=StrictQueues(), wrap_up_seconds=30)
+    e.upsert_agent("a", PL_ROADS, 0)
+    if state is AgentState.LOGGED_OUT:
+        return e, None
+    e.login("a", 1)
+    if state is AgentState.PAUSED:
+        e.pause("a", "lunch", 2)
+        return e, None
+    e.set_ready("a", 2)
+    if state is AgentState.READY:
+        return e, None
+    e.enqueue("c", language="pl", group="roads", now=3)
+    if state is AgentState.RINGING:
+        return e, "c"
+    e.answered("c", 4)
+    if state is AgentState.ON_CALL:
+        return e, "c"
+    e.call_ended("c", 5)
+    assert e.agent_state("a") is AgentState.WRAP_UP
+    return e, None
+
+
+@pytest.mark.parametrize(
+    "state", [AgentState.READY, AgentState.PAUSED, AgentState.WRAP_UP, AgentState.LOGGED_OUT]
+)
+def test_a_log_in_in_any_state_without_a_call_lands_paused_for_login(state: AgentState) -> None:
+    e, _ = _agent_in(state)
+    assert e.login("a", 10) == []
+    info = e.agent_info("a")
+    assert (info["state"], info["pause_reason"], info["since"]) == ("paused", "login", 10)
+    assert info["wrap_until"] is None
+    e.check_invariants()
+    e.enqueue("c2", language="pl", group="roads", now=11)
+    assert e.tick(100) == []  # not offered anything until the agent says ready
+    assert e.agent_state("a") is AgentState.PAUSED
+
+
+@pytest.mark.parametrize("state", [AgentState.RINGING, AgentState.ON_CALL])
+def test_a_log_in_during_a_call_keeps_the_call(state: AgentState) -> None:
+    e, call_id = _agent_in(state)
+    before = e.agent_info("a")
+    assert e.login("a", 10) == []
+    assert e.agent_info("a") == before
+    assert call_id is not None and e.call_info(call_id).agent_id == "a"
+    e.check_invariants()
+
+
+def test_a_log_out_when_logged_out_changes_nothing() -> None:
+    e, _ = _agent_in(AgentState.LOGGED_OUT)
+    before = e.agent_info("a")
+    assert e.logout("a", 10) == []
+    assert e.agent_info("a") == before
+
+
 @pytest.mark.parametrize(
     "state,event",
     sorted(
