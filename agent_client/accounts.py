@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -54,7 +54,8 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(actual, expected)
 
 
-def _token_hash(token: str) -> str:
+def session_key(token: str) -> str:
+    """What a session is known by (in PostgreSQL and on desktop connections): never the token."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -166,43 +167,59 @@ class AgentDirectory:
         log.info("agent_created", agent=name, role=role, skills=clean_skills)
         return agent
 
-    async def authenticate(
-        self, name: str, password: str, *, roles: Collection[str] | None = None
-    ) -> tuple[Agent, str] | None:
-        """Check the password and open the agent's one session (closing any older one).
-
-        With `roles`, an account of another role is refused (AgentError) before any session
-        changes: an agent who opens the wallboard keeps the desk session it has.
-        """
+    async def check_password(self, name: str, password: str) -> Agent | None:
+        """The account if the password is right; None for a wrong name or password."""
         row = await self._pool.fetchrow("SELECT * FROM agents WHERE name = $1", name)
         stored = row["password_hash"] if row else hash_password("timing-equaliser")
         ok = await asyncio.to_thread(verify_password, password, stored)
         if row is None or not ok:
             return None
-        if roles is not None and row["role"] not in roles:
-            raise AgentError(f"this page is for the roles {sorted(roles)}")
+        return Agent.from_row(row)
+
+    async def open_session(self, agent: Agent) -> str:
+        """A new session for the agent, ending any older one in the same transaction.
+
+        The agent's row is locked first, so two log-ins at once leave exactly one session: the
+        later one's.
+        """
         token = secrets.token_urlsafe(32)
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("DELETE FROM agent_sessions WHERE agent_id = $1", row["id"])
+            await conn.execute("SELECT 1 FROM agents WHERE id = $1 FOR UPDATE", agent.id)
+            await conn.execute("DELETE FROM agent_sessions WHERE agent_id = $1", agent.id)
             await conn.execute(
                 "INSERT INTO agent_sessions (token_hash, agent_id, expires_at) VALUES ($1, $2, $3)",
-                _token_hash(token),
-                row["id"],
+                session_key(token),
+                agent.id,
                 utcnow() + self._session_lifetime,
             )
-        return Agent.from_row(row), token
+        return token
+
+    async def end_sessions_of(self, agent: Agent) -> int:
+        """End every session of the agent; how many there were."""
+        result = await self._pool.execute(
+            "DELETE FROM agent_sessions WHERE agent_id = $1", agent.id
+        )
+        return int(result.split()[-1])
+
+    async def names_with_sessions(self) -> set[str]:
+        """Accounts with a session that has not expired."""
+        rows = await self._pool.fetch(
+            "SELECT DISTINCT a.name FROM agent_sessions s JOIN agents a ON a.id = s.agent_id"
+            " WHERE s.expires_at > now()"
+        )
+        return {row["name"] for row in rows}
 
     async def agent_for_token(self, token: str) -> Agent | None:
         row = await self._pool.fetchrow(
             "SELECT a.* FROM agent_sessions s JOIN agents a ON a.id = s.agent_id"
             " WHERE s.token_hash = $1 AND s.expires_at > now()",
-            _token_hash(token),
+            session_key(token),
         )
         return Agent.from_row(row) if row else None
 
     async def end_session(self, token: str) -> None:
         await self._pool.execute(
-            "DELETE FROM agent_sessions WHERE token_hash = $1", _token_hash(token)
+            "DELETE FROM agent_sessions WHERE token_hash = $1", session_key(token)
         )
 
     def endpoint_of(self, agent_id: str) -> str | None:

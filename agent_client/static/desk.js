@@ -25,6 +25,11 @@ const { $ } = C;
 const session = C.savedSession("desk");
 
 // -- log-in ----------------------------------------------------------------------------------
+const SESSION_ENDED = {
+  logged_in_elsewhere: "login.ended_elsewhere",
+  logged_out_by_supervisor: "login.ended_by_supervisor",
+};
+
 function showLogin(messageKey) {
   $("login").hidden = false;
   $("desk").hidden = true;
@@ -136,6 +141,11 @@ function onDeskMessage(message) {
     );
   } else if (message.type === "call") {
     onCallUpdate(message);
+  } else if (message.type === "session_ended") {
+    // Logged in at another desk, or logged out by a supervisor: this desk closes and says why.
+    stop();
+    session.clear();
+    showLogin(SESSION_ENDED[message.reason] || "login.expired");
   } else if (message.type === "error") {
     console.warn("server refused a desk message:", message.error);
   }
