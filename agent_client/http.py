@@ -125,8 +125,13 @@ async def login(request: web.Request) -> web.Response:
     body = await read_object(request)
     name = text_field(body, "name", max_len=32)
     password = text_field(body, "password", max_len=200)
-    throttle, address, now = request.app[LOGIN_THROTTLE], request.remote or "", time.monotonic()
-    wait = throttle.retry_after(name, address, now)
+    roles = body.get("roles")  # the page's own roles: anyone else is refused, nothing changes
+    if roles is not None and (
+        not isinstance(roles, list) or not all(isinstance(r, str) for r in roles)
+    ):
+        raise json_error(400, "roles: a list of role names")
+    throttle, address = request.app[LOGIN_THROTTLE], request.remote or ""
+    wait = throttle.begin(name, address, time.monotonic())
     if wait > 0:
         log.warning("login_throttled", agent=name, address=address, retry_after=round(wait))
         seconds = math.ceil(wait)
@@ -135,17 +140,15 @@ async def login(request: web.Request) -> web.Response:
         )
         refused.headers["Retry-After"] = str(seconds)
         raise refused
-    roles = body.get("roles")  # the page's own roles: anyone else is refused, nothing changes
-    if roles is not None and (
-        not isinstance(roles, list) or not all(isinstance(r, str) for r in roles)
-    ):
-        raise json_error(400, "roles: a list of role names")
-    agent = await request.app[DIRECTORY].check_password(name, password)
+    password_right: bool | None = None  # not known until checked (the check may fail)
+    try:
+        agent = await request.app[DIRECTORY].check_password(name, password)
+        password_right = agent is not None
+    finally:
+        throttle.end(name, address, time.monotonic(), password_right=password_right)
     if agent is None:
-        throttle.failed(name, address, now)
         log.info("login_failed", agent=name, address=address)
         raise json_error(401, "wrong name or password")
-    throttle.succeeded(name)
     if roles is not None and agent.role not in roles:
         log.info("login_refused_for_role", agent=name, roles=roles)  # its session is kept
         raise json_error(403, f"this page is for the roles {sorted(roles)}")
