@@ -27,6 +27,7 @@ from aiohttp import web
 from acd import http as acd_http
 from acd.devices import DeviceTracker
 from acd.engine import Engine
+from acd.presence import PresenceStore
 from acd.service import AcdService
 from acd.service_level import ServiceLevelWindows
 from acd.supervision import Supervision
@@ -82,6 +83,7 @@ SCHEMA_FILES = [
     ("cases", PROJECT_DIR / "cases" / "schema.sql"),
     ("agent_client", PROJECT_DIR / "agent_client" / "schema.sql"),
     ("services", PROJECT_DIR / "cases" / "services.sql"),
+    ("acd_presence", PROJECT_DIR / "acd" / "presence.sql"),
 ]
 
 
@@ -202,6 +204,13 @@ class CityLine:
         for agent in agents:
             if agent.role == "agent":
                 self.acd.upsert_agent(agent.name, agent.skills)
+        # Agents' states survive a restart: written behind on every change, restored now.
+        assert self.pool is not None and self.directory is not None
+        presence = PresenceStore(self.pool)
+        self.acd.subscribe(presence.on_acd_event)
+        await presence.start()
+        self._running.stops.append(presence.stop)  # after the ACD's stop: the last states
+        await presence.restore(self.acd, with_session=await self.directory.names_with_sessions())
         await self.acd.start()
         self._running.stops.append(self.acd.stop)
         days = asyncio.create_task(_roll_days(stats), name="service-level-days")
