@@ -37,7 +37,7 @@ from agent_client import http as agent_http
 from agent_client.accounts import Agent, AgentDirectory
 from agent_client.desktops import DesktopHub
 from calls import http as call_http
-from calls.callbacks import CallbackDialer
+from calls.callbacks import CallbackDialer, PendingCallbacks
 from calls.fallback import FallbackCalls
 from calls.leftovers import recover_fallback_calls, recover_recordings
 from calls.record import CallRecords
@@ -84,6 +84,7 @@ SCHEMA_FILES = [
     ("agent_client", PROJECT_DIR / "agent_client" / "schema.sql"),
     ("services", PROJECT_DIR / "cases" / "services.sql"),
     ("acd_presence", PROJECT_DIR / "acd" / "presence.sql"),
+    ("pending_callbacks", PROJECT_DIR / "calls" / "pending_callbacks.sql"),
 ]
 
 
@@ -231,6 +232,10 @@ class CityLine:
             host_path=self.asterisk.host_path,
             archive_dir=s.recordings_dir,
         )
+        assert self.pool is not None
+        pending_callbacks = PendingCallbacks(self.pool)
+        await pending_callbacks.start()
+        self._running.stops.append(pending_callbacks.stop)  # after the dialer has drained
         self.callbacks = CallbackDialer(
             acd=self.acd,
             ami=self.ami,
@@ -239,6 +244,7 @@ class CityLine:
             endpoint_of=self._first_phone,
             send_pop=self.desktops.send_pop,
             ring_timeout_seconds=s.ring_timeout_seconds,
+            pending=pending_callbacks,
         )
         await recover_recordings(self.records, recordings)
         await recover_fallback_calls(
@@ -246,6 +252,7 @@ class CityLine:
         )
         self.acd.handle_callbacks(self.callbacks.on_offer)
         self.callbacks.subscribe(self.ami)
+        await self.callbacks.restore()  # callbacks asked for before a restart wait again
         self._running.stops.append(self.callbacks.drain)
         self.handler = CallHandler(
             records=self.records,

@@ -3,6 +3,7 @@ in (paused, never ready), and a callback a resident asked for is still made."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -10,10 +11,12 @@ import aiohttp
 import asyncpg
 import pytest
 
+from cityline.simulated.sipp import call_with_keys, free_udp_port
 from cityline.wiring import CityLine
 from tests.conftest import CityFactory
-from tests.support.checks import agent_is, eventually
-from tests.support.desk import DEFAULT_PASSWORD, base_url, create_account
+from tests.integration.test_callbacks import POLISH_WASTE_THEN_CALLBACK, resident_phone
+from tests.support.checks import agent_is, eventually, only_call
+from tests.support.desk import DEFAULT_PASSWORD, AgentAtDesk, base_url, create_account
 
 pytestmark = pytest.mark.integration
 
@@ -89,3 +92,60 @@ async def test_logged_in_agents_come_back_logged_in_after_a_restart(
     status, me = await _me(third, http, tokens["rea"])
     assert (me["acd"]["state"], me["acd"]["pause_reason"]) == ("paused", "service restarted")
     assert third.acd is not None and third.acd.agent_view("exp")["state"] == "logged_out"
+
+
+async def test_a_callback_asked_for_before_a_restart_is_still_made(
+    make_city: CityFactory, http: aiohttp.ClientSession
+) -> None:
+    name, trunk_port = f"test-{uuid.uuid4().hex[:10]}", free_udp_port()
+    settings = {"instance_name": name, "callback_trunk": f"127.0.0.1:{trunk_port}",
+                "announce_period_seconds": 60}  # fmt: skip
+    first = await make_city(**settings)
+    mia = await AgentAtDesk(first, http, "mia", {"lang:pl": 4, "group:waste": 4}).arrive(
+        ready=False
+    )
+    try:
+        waiting = await call_with_keys(
+            first.settings.sip_port, POLISH_WASTE_THEN_CALLBACK, caller="48601999777",
+            hold_seconds=20,
+        )  # fmt: skip
+        assert waiting.ok and waiting.hung_up_by == "pbx"
+        call = await only_call(first)
+        assert call["outcome"] == "callback_requested"
+        assert first.acd is not None and first.acd.waiting_count() == 1
+    finally:
+        await mia.leave()
+    await first.stop()
+
+    second = await make_city(**settings)
+    assert second.acd is not None and second.acd.waiting_count() == 1  # waits again
+    info = second.acd.engine.call_info(str(call["id"]))
+    assert (info.callback_number, info.language, info.group) == ("48601999777", "pl", "waste")
+    assert second.acd.agent_view("mia")["state"] == "paused"  # mia never said ready
+    nel = AgentAtDesk(second, http, "nel", {"lang:pl": 4, "group:waste": 4}, talk_seconds=4.0)
+    async with resident_phone(trunk_port) as phone:
+        await nel.arrive()
+        try:
+            pop = await nel.next_message("pop", timeout=20)
+            assert pop["callback"] is True and pop["caller_number"] == "48601999777"
+            assert pop["call_id"] == str(call["id"])  # the pop saved with the request
+            assert await asyncio.wait_for(phone.wait(), timeout=40) == 0  # reached
+            await eventually(agent_is(second, "nel", state="ready"))
+        finally:
+            await nel.leave()
+    assert second.calls is not None
+
+    async def answered() -> dict[str, Any] | None:
+        assert second.calls is not None
+        record = await second.calls.get_call(call["id"])
+        return record if record and record["ended_at"] else None
+
+    record = await eventually(answered)
+    assert (record["outcome"], record["agent"]) == ("callback_answered", "nel")
+    assert second.pool is not None
+
+    async def nothing_pending() -> bool:
+        assert second.pool is not None
+        return await second.pool.fetchval("SELECT count(*) FROM pending_callbacks") == 0
+
+    await eventually(nothing_pending)

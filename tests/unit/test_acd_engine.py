@@ -423,6 +423,40 @@ def test_failed_callback_retries_then_becomes_follow_up() -> None:
     assert e.pop_follow_ups() == []
 
 
+def test_a_restored_callback_waits_in_its_place_with_its_failures_counted() -> None:
+    e = Engine(widening=StrictQueues(), callback_max_attempts=2)
+    e.enqueue("new", language="pl", group="roads", now=100)  # queued after the restart
+    # requested at t=40, before the restart; one attempt had failed already
+    assert e.restore_callback(
+        "old", language="pl", group="roads", number="+48111", enqueued_at=40,
+        failed_attempts=1, now=101,
+    ) == []  # fmt: skip
+    e.check_invariants()
+    assert e.position("old", 101)[0] == 1 and e.position("new", 101)[0] == 2
+    [offer] = ready_agent(e, "a", PL_ROADS, 102)
+    assert offer == Offer("old", "a", 0, "+48111")
+    assert e.callback_result("old", False, 103) == [Offer("new", "a", 0)]
+    [fu] = e.pop_follow_ups()  # its second failure was its last
+    assert (fu.call_id, fu.attempts) == ("old", 2)
+    assert e.call_info("old").outcome == "callback_failed"
+    with pytest.raises(AcdError, match="already enqueued"):
+        e.restore_callback(
+            "old", language="pl", group="roads", number="+48111", enqueued_at=40, now=104
+        )
+    with pytest.raises(AcdError, match="number"):
+        e.restore_callback("x", language="pl", group="roads", number="", enqueued_at=1, now=104)
+
+
+def test_a_restored_callback_is_offered_at_once_to_a_ready_agent() -> None:
+    e = strict()
+    ready_agent(e, "a", PL_ROADS, 0)
+    offers = e.restore_callback(
+        "old", language="pl", group="roads", number="+48111", enqueued_at=-50, now=1
+    )
+    assert offers == [Offer("old", "a", 0, "+48111")]
+    e.check_invariants()
+
+
 def test_announcements_period_and_overflow() -> None:
     e = Engine(widening=StrictQueues(), announce_period=30, overflow_limit=2)
     e.enqueue("c1", language="pl", group="roads", now=0)
