@@ -34,7 +34,8 @@ STATIC = Path(__file__).resolve().parent / "static"
 async def wallboard(request: web.Request) -> web.Response:
     await principal(request, *SUPERVISORS)
     acd = request.app[ACD_SERVICE]
-    return to_json(wallboard_state(acd.engine, acd.now()))
+    faults = request.app[WALLBOARD].faults()
+    return to_json({**wallboard_state(acd.engine, acd.now()), "faults": faults})
 
 
 @routes.get("/ws/wallboard")

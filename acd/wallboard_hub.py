@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -38,8 +39,11 @@ class WallboardHub:
         history_interval: float = 30.0,
         close_timeout: float = 2.0,
         send_buffer: int = SEND_BUFFER,
+        faults: Callable[[], dict[str, Any]] = dict,
     ) -> None:
         self._acd = acd
+        # Parts of the service outside the ACD whose failure supervisors must see (the PBX).
+        self.faults = faults
         self._min_interval = min_interval
         self._max_interval = max_interval
         self._outbox_size = outbox_size
@@ -57,6 +61,9 @@ class WallboardHub:
         self.cut_off = 0
 
     def on_acd_event(self, event: AcdEvent) -> None:
+        self._changed.set()
+
+    def fault_changed(self) -> None:
         self._changed.set()
 
     async def start(self) -> None:
@@ -89,6 +96,7 @@ class WallboardHub:
 
     def publish(self) -> None:
         state = wallboard_state(self._acd.engine, self._acd.now())
+        state["faults"] = self.faults()
         state["point"] = history_point(self.history, state)
         self._state = state
         self.last_text = json.dumps({"type": "wallboard", **state}, default=str)

@@ -32,6 +32,12 @@ SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 HASHING_AT_ONCE = 2
 
 
+def sip_endpoint_name() -> str:
+    """An agent's SIP user name says nothing of the agent: names cannot be enumerated over SIP
+    (a SIP scanner learns only that some endpoint exists, never whose)."""
+    return "ep" + secrets.token_hex(8)
+
+
 class AgentError(ValueError):
     """A request about agents that cannot be done as asked (the message says why)."""
 
@@ -161,7 +167,7 @@ class AgentDirectory:
                 name,
                 display_name or name,
                 password_hash,
-                f"agent-{name}",
+                sip_endpoint_name(),
                 secrets.token_urlsafe(18),
                 clean_skills,
                 role,

@@ -188,6 +188,14 @@ async def me(request: web.Request) -> web.Response:
     return to_json({**agent.public(), "acd": request.app[ACD_SERVICE].agent_view(agent.name)})
 
 
+@routes.get("/api/me/sip")
+async def my_sip(request: web.Request) -> web.Response:
+    """The softphone's credentials, for a desk reopened on a saved session: the page keeps
+    only its session token, never the SIP password."""
+    agent = await current_agent(request)
+    return to_json(_sip(request, agent))
+
+
 @routes.post("/api/me/state")
 async def set_state(request: web.Request) -> web.Response:
     agent = await current_agent(request)

@@ -70,7 +70,9 @@ from pbx.asterisk import (
     reload_agents,
 )
 from pbx.fastagi import FastAgiServer
-from pbx.watchdog import AsteriskKeeper
+from pbx.watchdog import AsteriskKeeper, PbxHealth
+from recordings import http as recording_http
+from recordings.retention import RecordingRetention
 from recordings.service import RecordingCollector
 from web import health
 from web.app import create_app, setup_pages
@@ -83,6 +85,7 @@ SCHEMA_FILES = [
     ("cases", PROJECT_DIR / "cases" / "schema.sql"),
     ("agent_client", PROJECT_DIR / "agent_client" / "schema.sql"),
     ("services", PROJECT_DIR / "cases" / "services.sql"),
+    ("recordings", PROJECT_DIR / "recordings" / "schema.sql"),
     ("acd_presence", PROJECT_DIR / "acd" / "presence.sql"),
     ("pending_callbacks", PROJECT_DIR / "calls" / "pending_callbacks.sql"),
 ]
@@ -117,6 +120,7 @@ class CityLine:
         self.records: CallRecords | None = None
         self.calls: CallStore | None = None  # reading call records (tests, reports)
         self.pool: asyncpg.Pool | None = None
+        self.recordings: RecordingRetention | None = None
 
     # -- start ----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -185,7 +189,7 @@ class CityLine:
         self._running.stops.append(self.ami.stop)
         if adopted:
             await reload_agents(self.ami)  # agents created while we were gone
-        self.pbx = AsteriskKeeper(self.asterisk)
+        self.pbx = AsteriskKeeper(self.asterisk, on_change=self._pbx_changed)
         keeper = asyncio.create_task(self.pbx.run(), name="asterisk-keeper")
         self._running.stops.append(lambda: _cancel(keeper))  # stopped before Asterisk is
 
@@ -216,7 +220,7 @@ class CityLine:
         self._running.stops.append(self.acd.stop)
         days = asyncio.create_task(_roll_days(stats), name="service-level-days")
         self._running.stops.append(lambda: _cancel(days))
-        self.wallboard = WallboardHub(self.acd)
+        self.wallboard = WallboardHub(self.acd, faults=self._faults)
         await self.wallboard.start()
         self._running.stops.append(self.wallboard.stop)
 
@@ -231,6 +235,7 @@ class CityLine:
             asterisk_spool_dir=self.asterisk.spool_dir,
             host_path=self.asterisk.host_path,
             archive_dir=s.recordings_dir,
+            store_format=s.recording_format,
         )
         assert self.pool is not None
         pending_callbacks = PendingCallbacks(self.pool)
@@ -318,6 +323,12 @@ class CityLine:
         )
         case_http.setup(app, cases=cases, calls=self.records)
         call_http.setup(app, calls=self.records.read)
+        self.recordings = recording_http.setup(
+            app, pool=self.pool, calls=self.records.read, ledger=self.records,
+            retention_days=s.recording_retention_days, archive_dir=s.recordings_dir,
+        )  # fmt: skip
+        sweep = asyncio.create_task(self.recordings.run(), name="recording-retention")
+        self._running.stops.append(lambda: _cancel(sweep))
         open311.setup(app, pool=self.pool)
         setup_pages(app, s.web_vendor_dir)
         health.setup(app)
@@ -427,6 +438,14 @@ class CityLine:
         await reload_agents(self.ami)
         if agent.role == "agent":
             self.acd.upsert_agent(agent.name, agent.skills)
+
+    def _faults(self) -> dict[str, Any]:
+        """What the wallboard shows of the parts outside the ACD."""
+        return {"pbx": self.pbx.health.view(time.time())} if self.pbx is not None else {}
+
+    def _pbx_changed(self, health: PbxHealth) -> None:
+        if self.wallboard is not None:
+            self.wallboard.fault_changed()
 
     async def _pbx_health(self) -> dict[str, Any]:
         assert self.pbx is not None and self.ami is not None

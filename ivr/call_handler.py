@@ -153,8 +153,8 @@ class CallHandler:
         if event.get("Result") != "Success":
             return
         target = event.get("Extension", "")
-        call_id = self.on_transferred(event.get("TransfereeUniqueid", ""), target)
         colleague = self._agent_for_endpoint(target)
+        call_id = self.on_transferred(event.get("TransfereeUniqueid", ""), colleague or target)
         if call_id is not None and colleague is not None:
             self._desktops.pass_pop(call_id, colleague)
 
@@ -170,7 +170,8 @@ class CallHandler:
             live.keys.put_nowait((live.keys_seen, digit))
 
     def on_transferred(self, asterisk_uniqueid: str, target: str) -> str | None:
-        """From AMI (BlindTransfer): the agent passed the caller to a colleague or department.
+        """From AMI (BlindTransfer): the agent passed the caller to a colleague (by name) or a
+        department (its number).
 
         Returns the call's id (None when the call is not one of ours)."""
         live = self.live.get(asterisk_uniqueid)

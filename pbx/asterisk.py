@@ -125,6 +125,9 @@ class AsteriskSettings:
     ami_username: str = "cityline"
     # Generated per instance: there is never a default AMI password.
     ami_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
+    # The user Asterisk drops to after start (it needs no root: every port is above 1024).
+    # Empty, or a user the root file system does not have: it runs as whoever starts it.
+    run_as: str = "asterisk"
     # Sent with every FastAGI call (the dial plan's AGI URL): only this Asterisk knows it.
     agi_key: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     moh_class: str = "default"
@@ -208,6 +211,8 @@ class AsteriskInstance:
         self.queue_log_path = self.run_dir / "log" / "queue_log"
         self.sounds_dir = self.run_dir / "sounds"  # host path; the service copies its prompts here
         self._proc: asyncio.subprocess.Process | None = None
+        # (uid, gid) Asterisk runs as, when we are root and its root has that user.
+        self._owner = _user_ids(self.root / "etc" / "passwd", settings.run_as)
         self._adopted: int | None = None  # an Asterisk a previous run of ours left running
         self._log = log.bind(instance=self.run_dir.name)
 
@@ -336,6 +341,7 @@ class AsteriskInstance:
             "ami_username": s.ami_username,
             "ami_secret": s.ami_secret,
             "agi_key": s.agi_key,
+            "run_as": f"runuser = {s.run_as}\nrungroup = {s.run_as}" if self._owner else "",
             "moh_class": s.moh_class,
             "sounds_dir": self.asterisk_sounds_dir,
             "ice_host_candidates": ice_loopback_mapping(interface_ipv4_addresses()),
@@ -344,6 +350,16 @@ class AsteriskInstance:
     def _make_dirs(self) -> None:
         for sub in ("etc", "spool/monitor", "log", "run", "lib/keys", "cache", "sounds"):
             (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
+
+    def _hand_over(self) -> None:
+        """Asterisk's own directories and config belong to the user it runs as, no one else."""
+        if self._owner is None:
+            return
+        uid, gid = self._owner
+        for sub in ("etc", "spool", "log", "run", "lib", "cache"):
+            top = self.run_dir / sub
+            for path in [top, *top.rglob("*")]:
+                os.chown(path, uid, gid, follow_symlinks=False)
 
     def render_config(self) -> None:
         """Write the full configuration into run_dir/etc (agent lists are kept if present)."""
@@ -370,6 +386,7 @@ class AsteriskInstance:
             if trunk
             else "",
         )
+        self._hand_over()
 
     def write_agents(self, agents: Sequence[AgentEndpoint]) -> None:
         """Regenerate agents' SIP endpoints and fallback-queue membership; then reload_agents()."""
@@ -388,6 +405,7 @@ class AsteriskInstance:
         self.etc_dir.mkdir(parents=True, exist_ok=True)
         _write_private(self.etc_dir / "pjsip_agents.conf", endpoints)
         _write_private(self.etc_dir / "queues_members.conf", members)
+        self._hand_over()
 
     # -- process ----------------------------------------------------------------------------
 
@@ -490,6 +508,21 @@ def _write_private(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as f:
         f.write(text)
     os.replace(tmp, path)
+
+
+def _user_ids(passwd: Path, user: str) -> tuple[int, int] | None:
+    """(uid, gid) of `user` in that passwd file, when we are root and can hand files over."""
+    if not user or os.geteuid() != 0:
+        return None
+    try:
+        lines = passwd.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split(":")
+        if len(fields) > 3 and fields[0] == user:
+            return int(fields[2]), int(fields[3])
+    return None
 
 
 def process_alive(pid: int) -> bool:

@@ -216,6 +216,20 @@ function render(state) {
   renderQueues(board.queues);
   renderAgents(state.agents || []);
   updateChart(state);
+  renderFaults(state.faults || {});
+}
+
+// A part of the service that is down (the phone system): what it means for residents, in
+// words, above everything else.
+function renderFaults(faults) {
+  const down = Object.entries(faults).filter(([, part]) => part && part.ok === false);
+  const el = $("faults");
+  el.hidden = down.length === 0;
+  el.textContent = down
+    .map(([name, part]) =>
+      C.t("fault." + name, { state: C.t("fault.state." + part.state), seconds: Math.round(part.for_seconds || 0) })
+    )
+    .join(" · ");
 }
 
 // -- start -----------------------------------------------------------------------------

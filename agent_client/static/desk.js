@@ -49,7 +49,8 @@ async function submitLogin(event) {
       body: { name: $("login-name").value.trim(), password: $("login-password").value, roles: ["agent"] },
     });
     $("login-password").value = "";
-    session.save(result);
+    // The SIP password stays in this page's memory only; a reload asks the server again.
+    session.save({ token: result.token, agent: result.agent });
     start(result);
   } catch (err) {
     if (err.status === 403) {
@@ -83,6 +84,21 @@ function stop() {
   desk.socket = null;
   stopPhone();
   clearProblems();
+}
+
+async function resume(saved) {
+  try {
+    const sip = await C.api("GET", "/api/me/sip", { token: saved.token });
+    start({ token: saved.token, agent: saved.agent, sip });
+  } catch (err) {
+    if (err.status === 401 || err.status === 403) {
+      session.clear();
+      showLogin("login.expired");
+    } else {
+      showLogin(); // the service is out of reach: log in again when it is back
+      $("login-error").textContent = err.message;
+    }
+  }
 }
 
 // -- the desk --------------------------------------------------------------------------------
@@ -208,7 +224,7 @@ function wire() {
   document.addEventListener("keydown", onKey);
   setInterval(tick, 1000);
   const saved = session.load();
-  if (saved && saved.token) start(saved);
+  if (saved && saved.token) resume(saved);
   else showLogin();
 }
 

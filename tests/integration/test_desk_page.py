@@ -14,7 +14,7 @@ from cityline.simulated.sipp import call_with_keys
 from cityline.wiring import CityLine
 from tests.conftest import CityFactory
 from tests.support.browser import DESKTOP, TV, chromium, console_lines, new_page, screenshot
-from tests.support.checks import eventually, only_call
+from tests.support.checks import agent_is, eventually, only_call
 from tests.support.desk import (
     DEFAULT_PASSWORD,
     AgentAtDesk,
@@ -145,6 +145,30 @@ async def test_browser_softphone_answers_a_real_call_and_saves_the_case(
                 "SELECT call_id FROM case_calls WHERE case_id = $1", known["id"]
             )
             assert linked == call["id"]
+
+            # The saved case's recording plays in the page (stored as Opus in Ogg), and seeks.
+            assert city.calls is not None
+            calls = city.calls
+
+            async def recorded() -> str | None:
+                row = await calls.get_call(call["id"])
+                return row["recording_path"] if row else None
+
+            stored = Path(await eventually(recorded, timeout=30))
+            assert stored.suffix == ".ogg"
+            await page.locator("#case-saved button").click()
+            duration = await (await page.wait_for_function(
+                """() => { const a = document.getElementById("case-recording");
+                           return a && !a.error && a.currentTime > 0.2 ? a.duration : null; }""",
+                timeout=10_000,
+            )).json_value()  # fmt: skip
+            assert abs(duration - _seconds(stored)) < 0.3, duration
+            position = await page.evaluate(
+                """async () => { const a = document.getElementById("case-recording");
+                    const seeked = new Promise((r) => a.addEventListener("seeked", r, { once: true }));
+                    a.currentTime = a.duration / 2; await seeked; return a.currentTime; }"""
+            )
+            assert abs(position - duration / 2) < 1
         except Exception:
             print("\n".join(console_lines()))
             raise
@@ -211,7 +235,8 @@ async def test_the_browser_agent_transfers_the_caller_to_a_colleague(
             await expect(page.locator("#answer")).to_be_enabled(timeout=30_000)
             await page.click("#answer")
             await expect(page.locator("#transfer")).to_be_enabled(timeout=10_000)
-            await page.select_option("#transfer-target", "agent-bob")
+            assert city.directory is not None
+            await page.select_option("#transfer-target", city.directory.endpoint_of("bob"))
             await page.click("#transfer")
             assert bob.phone is not None
             await bob.phone.wait_answered(1, within=15)
@@ -227,7 +252,7 @@ async def test_the_browser_agent_transfers_the_caller_to_a_colleague(
             assert call["outcome"] == "answered" and call["agent"] == "iga"
             assert city.calls is not None
             events = {e["kind"]: e["detail"] for e in await city.calls.call_events(call["id"])}
-            assert events["transferred"] == {"to": "agent-bob", "by": "iga"}
+            assert events["transferred"] == {"to": "bob", "by": "iga"}
     finally:
         await bob.leave()
 
@@ -242,6 +267,11 @@ async def test_typed_text_survives_a_reload(city: CityLine, http: aiohttp.Client
         await page.reload()
         await expect(page.locator("#desk")).to_be_visible()  # still logged in
         await expect(page.locator("#case-description")).to_have_value("Wywrócony kosz na rogu")
+        # The page keeps its session token, never the softphone's password; the phone still
+        # registers after the reload (the page asked the service for its credentials).
+        stored = await page.evaluate("JSON.stringify(localStorage)")
+        assert "token" in stored and "password" not in stored
+        await eventually(agent_is(city, "olek", reachable=True), timeout=20)
 
 
 async def test_connection_loss_shows_a_banner_and_recovers(
@@ -349,6 +379,13 @@ async def _media_flowing(page: Page) -> bool | None:
         }"""
     )
     return True if packets[0] > 10 and packets[1] > 10 else None
+
+
+def _seconds(path: Path) -> float:
+    from pydub import AudioSegment
+
+    with path.open("rb") as f:
+        return len(AudioSegment.from_file(f, format="ogg")) / 1000
 
 
 async def _true(value: bool) -> bool | None:

@@ -7,12 +7,14 @@ import asyncio
 import shutil
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from pbx.ami import AmiLink, AmiMessage
 from pbx.asterisk import AgentEndpoint, AsteriskInstance, reload_agents
 from tests.support.asterisk import ami_link, free_port, running_asterisk
+from tests.support.polling import eventually as poll
 from tests.support.requirements import require
 
 pytestmark = pytest.mark.integration
@@ -48,6 +50,22 @@ async def test_instance_layout(asterisk: AsteriskInstance) -> None:
         assert asterisk.spool_dir.startswith("/var/lib/cityline/")
         assert asterisk.run_dir.is_relative_to(sandbox)
     assert (asterisk.etc_dir / "manager.conf").stat().st_mode & 0o077 == 0  # holds the secret
+
+
+async def test_asterisk_does_not_run_as_root(asterisk: AsteriskInstance) -> None:
+    """It drops to its own user once started; its config belongs to that user alone."""
+    assert asterisk.pid is not None
+
+    def uid_of(pid: int) -> int:
+        status = Path(f"/proc/{pid}/status").read_text()
+        return int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
+
+    pid = asterisk.pid
+    await poll(lambda: uid_of(pid) != 0, 10)  # it drops to its user just after starting
+    uid = uid_of(pid)
+    assert uid != 0
+    manager = (asterisk.etc_dir / "manager.conf").stat()
+    assert manager.st_uid == uid and manager.st_mode & 0o077 == 0
 
 
 async def test_agents_appear_after_reload(asterisk: AsteriskInstance, ami: AmiLink) -> None:

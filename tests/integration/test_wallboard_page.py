@@ -394,7 +394,7 @@ async def test_listen_and_whisper_ring_the_supervisor_into_chanspy_on_the_agents
             try:
                 await phone.wait_answered(1, within=10)
             except TimeoutError as exc:
-                seen = [e for e in ami_events if "agent-sara" in str(e)]
+                seen = [e for e in ami_events if sip["username"] in str(e)]
                 raise AssertionError(f"{exc}; rings {phone.ring_times}; AMI: {seen[-8:]}") from exc
 
             def spy_started() -> dict[str, str] | None:
@@ -457,3 +457,28 @@ async def test_a_dropped_connection_shows_a_banner_and_the_board_comes_back(
         assert city.wallboard is not None
         await city.wallboard.stop()  # closes every viewer; the page reconnects and is refused
         await expect(page.locator("#login-error")).to_contain_text("session has ended")
+
+
+async def test_a_pbx_fault_shows_above_the_board_until_it_is_mended(
+    city: CityLine, http: aiohttp.ClientSession
+) -> None:
+    await create_account(city, http, "sara", role="supervisor")
+    assert city.pbx is not None and city.wallboard is not None
+    async with chromium() as browser:
+        _, page = await new_page(browser, viewport=TV, locale="en-GB")
+        await open_board(page, city, "sara")
+        await expect(page.locator("#faults")).to_be_hidden()
+        # The state the PBX keeper sets when Asterisk dies (tests/integration/test_pbx_restart.py
+        # kills a real one), told to the board as the keeper tells it.
+        city.pbx.health.died(time.time(), "Asterisk process ended")
+        city.wallboard.fault_changed()
+        await expect(page.locator("#faults")).to_be_visible(timeout=5_000)
+        await expect(page.locator("#faults")).to_contain_text("residents cannot get through")
+        await screenshot(page, "wallboard-pbx-down")
+        async with http.get(
+            base_url(city) + "/api/wallboard", headers={"Authorization": f"Bearer {await _token(page)}"}
+        ) as response:
+            assert (await response.json())["faults"]["pbx"]["state"] == "down"
+        city.pbx.health.restarted(time.time())
+        city.wallboard.fault_changed()
+        await expect(page.locator("#faults")).to_be_hidden(timeout=5_000)
