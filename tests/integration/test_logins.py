@@ -15,7 +15,7 @@ import pytest_asyncio
 from acd.engine import Engine
 from acd.service import AcdService
 from agent_client import accounts
-from agent_client.accounts import Agent, AgentDirectory
+from agent_client.accounts import Agent, AgentDirectory, session_key
 from agent_client.desktops import DesktopHub
 from agent_client.sessions import DeskSessions
 from cases.catalogue import load_catalogue
@@ -263,3 +263,26 @@ async def test_a_log_in_cancelled_half_way_is_finished_all_the_same(
     assert await directory.names_with_sessions() == {"ida"}
     view = acd.agent_view("ida")
     assert (view["state"], view["pause_reason"]) == ("paused", "login")
+
+
+async def test_two_log_ins_at_once_leave_one_session_and_the_desk_follows_it(
+    desk_parts: tuple[AgentDirectory, AcdService, DesktopHub],
+) -> None:
+    directory, acd, desktops = desk_parts
+    agent = await directory.create(name="jo", password=DEFAULT_PASSWORD, skills={"lang:pl": 3})
+    acd.upsert_agent("jo", agent.skills)
+    sessions = DeskSessions(directory, acd, desktops)
+    tokens = await asyncio.gather(*(sessions.log_in(agent) for _ in range(4)))
+    live = [t for t in tokens if await directory.agent_for_token(t) is not None]
+    assert len(live) == 1
+    assert await _count_sessions(directory, agent.id) == 1
+    # the desk that may connect is the one holding the session that survived
+    assert desktops._live_session["jo"] == session_key(live[0])
+
+
+async def _count_sessions(directory: AgentDirectory, agent_id: int) -> int:
+    return int(
+        await directory._pool.fetchval(
+            "SELECT count(*) FROM agent_sessions WHERE agent_id = $1", agent_id
+        )
+    )
