@@ -25,9 +25,11 @@ const { $ } = C;
 const session = C.savedSession("desk");
 
 // -- log-in ----------------------------------------------------------------------------------
+// Why the server ended this desk's session -> what the log-in form says (a log-out: nothing).
 const SESSION_ENDED = {
   logged_in_elsewhere: "login.ended_elsewhere",
   logged_out_by_supervisor: "login.ended_by_supervisor",
+  logged_out: "",
 };
 
 function showLogin(messageKey) {
@@ -161,7 +163,7 @@ function onDeskMessage(message) {
     // Logged in at another desk, or logged out by a supervisor: this desk closes and says why.
     stop();
     session.clear();
-    showLogin(SESSION_ENDED[message.reason] || "login.expired");
+    showLogin(message.reason in SESSION_ENDED ? SESSION_ENDED[message.reason] : "login.expired");
   } else if (message.type === "error") {
     console.warn("server refused a desk message:", message.error);
   }
