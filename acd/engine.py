@@ -356,7 +356,11 @@ class Engine:
         return offers
 
     def login(self, agent_id: str, now: float) -> list[Offer]:
-        """Logged out -> paused("login"): the agent says ready when they are."""
+        """Paused("login"): the agent says ready when they are.
+
+        Legal in every state (acd/agents.py): a log-in from a second desk leaves a ready,
+        paused or wrapping-up agent paused("login"), and one with a call keeps the call.
+        """
         self._transition(self._agent(agent_id), AgentEvent.LOGIN, now, "login")
         return []
 
@@ -514,6 +518,37 @@ class Engine:
         if self.stats is not None:
             self.stats.callback_requested(call_id, now)
         return []
+
+    def restore_callback(
+        self,
+        call_id: str,
+        *,
+        language: str,
+        group: str,
+        number: str,
+        enqueued_at: float,
+        failed_attempts: int = 0,
+        priority: int = 0,
+        now: float,
+    ) -> list[Offer]:
+        """A callback requested before a restart waits again, in its place (by the time its
+        call was queued), with the attempts that already failed counted.
+
+        Not counted in the service-level figures: it was offered and requested before.
+        """
+        if call_id in self._calls or call_id in self._finished:
+            raise AcdError(f"call {call_id!r} was already enqueued")
+        if not language or not group or not number:
+            raise AcdError(f"call {call_id!r}: language, group and number are required")
+        call = Call(call_id, language, group, priority, enqueued_at, next(self._seq))
+        call.callback_number = number
+        call.callback_attempts = failed_attempts
+        self._calls[call_id] = call
+        self._queue_add(call)
+        self._index_call(call)
+        offers: list[Offer] = []
+        self._dispatch_call(call, now, offers)
+        return offers
 
     def callback_result(self, call_id: str, ok: bool, now: float) -> list[Offer]:
         """Outcome of calling the resident back for a reserved agent.

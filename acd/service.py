@@ -190,6 +190,24 @@ class AcdService:
         self._apply(lambda now: self.engine.request_callback(call_id, number, now))
         self._tickets.pop(call_id, None)
 
+    def restore_callback(
+        self,
+        call_id: str,
+        *,
+        language: str,
+        group: str | None,
+        number: str,
+        enqueued_at: float,
+        failed_attempts: int = 0,
+    ) -> None:
+        """A callback requested before a restart waits again in its place (no session waits)."""
+        self._apply(
+            lambda now: self.engine.restore_callback(
+                call_id, language=language, group=group or ANY_GROUP, number=number,
+                enqueued_at=enqueued_at, failed_attempts=failed_attempts, now=now,
+            )
+        )  # fmt: skip
+
     def callback_result(self, call_id: str, ok: bool) -> None:
         agent = self._agent_of(call_id)
         self._apply(lambda now: self.engine.callback_result(call_id, ok, now), agent)

@@ -27,6 +27,7 @@ from aiohttp import web
 from acd import http as acd_http
 from acd.devices import DeviceTracker
 from acd.engine import Engine
+from acd.presence import PresenceStore
 from acd.service import AcdService
 from acd.service_level import ServiceLevelWindows
 from acd.supervision import Supervision
@@ -36,7 +37,7 @@ from agent_client import http as agent_http
 from agent_client.accounts import Agent, AgentDirectory
 from agent_client.desktops import DesktopHub
 from calls import http as call_http
-from calls.callbacks import CallbackDialer
+from calls.callbacks import CallbackDialer, PendingCallbacks
 from calls.fallback import FallbackCalls
 from calls.fallback_members import FallbackMembers
 from calls.leftovers import (
@@ -100,6 +101,8 @@ SCHEMA_FILES = [
     ("agent_client", PROJECT_DIR / "agent_client" / "schema.sql"),
     ("services", PROJECT_DIR / "cases" / "services.sql"),
     ("recordings", PROJECT_DIR / "recordings" / "schema.sql"),
+    ("acd_presence", PROJECT_DIR / "acd" / "presence.sql"),
+    ("pending_callbacks", PROJECT_DIR / "calls" / "pending_callbacks.sql"),
 ]
 
 
@@ -239,6 +242,13 @@ class CityLine:
         for agent in agents:
             if agent.role == "agent":
                 self.acd.upsert_agent(agent.name, agent.skills)
+        # Agents' states survive a restart: written behind on every change, restored now.
+        assert self.pool is not None and self.directory is not None
+        presence = PresenceStore(self.pool)
+        self.acd.subscribe(presence.on_acd_event)
+        await presence.start()
+        self._running.stops.append(presence.stop)  # after the ACD's stop: the last states
+        await presence.restore(self.acd, with_session=await self.directory.names_with_sessions())
         await self.acd.start()
         self._running.stops.append(self.acd.stop)
         days = asyncio.create_task(_roll_days(stats), name="service-level-days")
@@ -260,6 +270,10 @@ class CityLine:
             archive_dir=s.recordings_dir,
             store_format=s.recording_format,
         )
+        assert self.pool is not None
+        pending_callbacks = PendingCallbacks(self.pool)
+        await pending_callbacks.start()
+        self._running.stops.append(pending_callbacks.stop)  # after the dialer has drained
         self.callbacks = CallbackDialer(
             acd=self.acd,
             ami=self.ami,
@@ -268,6 +282,7 @@ class CityLine:
             endpoint_of=self._first_phone,
             send_pop=self.desktops.send_pop,
             ring_timeout_seconds=s.ring_timeout_seconds,
+            pending=pending_callbacks,
         )
         await recover_recordings(self.records, recordings)
         # Followed before asking what is in the queue, so no hang-up falls in between.
@@ -285,6 +300,7 @@ class CityLine:
         self.acd.waiting_elsewhere = fallback.waiting  # the wallboard counts them as waiting
         self.acd.handle_callbacks(self.callbacks.on_offer)
         self.callbacks.subscribe(self.ami)
+        await self.callbacks.restore()  # callbacks asked for before a restart wait again
         self._running.stops.append(self.callbacks.drain)
         self.handler = CallHandler(
             records=self.records,

@@ -354,6 +354,34 @@ async def test_bad_logins_are_rate_limited(city: CityLine, http: aiohttp.ClientS
         await expect(page.locator("#login-error")).to_contain_text("Zbyt wiele")
 
 
+async def test_a_desk_whose_session_ended_says_why_and_shows_the_log_in_form(
+    city: CityLine, http: aiohttp.ClientSession
+) -> None:
+    await create_account(city, http, "zofia")
+    url = base_url(city)
+    async with chromium() as browser:
+        _, page = await new_page(browser)
+        await log_in(page, city, "zofia")
+        await expect(page.locator("#desk")).to_be_visible()
+        await eventually(agent_is(city, "zofia", state="paused"))
+        # zofia logs in at another desk: this one closes and says so
+        async with http.post(f"{url}/api/login", json={"name": "zofia", "password": PASSWORD}) as r:
+            assert r.status == 200
+        await expect(page.locator("#login-error")).to_contain_text("innym stanowisku")
+        await expect(page.locator("#desk")).to_be_hidden()
+        # back at this desk; then a supervisor logs her out
+        await log_in(page, city, "zofia")
+        await expect(page.locator("#desk")).to_be_visible()
+        await eventually(agent_is(city, "zofia", state="paused"))
+        async with http.post(
+            f"{url}/api/agents/zofia/logout", headers=admin_headers(city)
+        ) as r:
+            assert r.status == 200, await r.text()
+        await expect(page.locator("#login-error")).to_contain_text("Kierownik zmiany")
+        await expect(page.locator("#desk")).to_be_hidden()
+    assert acd_state(city, "zofia")["state"] == "logged_out"
+
+
 async def test_a_supervisor_is_sent_to_the_wallboard(
     city: CityLine, http: aiohttp.ClientSession
 ) -> None:
