@@ -16,7 +16,8 @@ from typing import Any
 import structlog
 
 from acd import reports
-from acd.engine import AcdError, Announcement, Engine, FollowUp, Offer
+from acd.calls import Announcement, FollowUp, Offer
+from acd.engine import AcdError, Engine
 from acd.events import AcdEvent, AgentChanged, CallOffered, QueueChanged
 
 log = structlog.get_logger(__name__)

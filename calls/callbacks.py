@@ -24,7 +24,8 @@ from typing import Any
 import asyncpg
 import structlog
 
-from acd.engine import AcdError, Offer
+from acd.calls import Offer
+from acd.engine import AcdError
 from acd.service import AcdService
 from calls.record import CallRecords
 from cases.store import CaseStore

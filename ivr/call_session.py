@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from acd.engine import AcdError, Announcement, Offer
+from acd.calls import Announcement, Offer
+from acd.engine import AcdError
 from acd.service import CallTicket
 from calls.callbacks import CallbackRequest
 from db.pool import database_unavailable, utcnow

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from acd.agents import TRANSITIONS, AcdError, AgentEvent, AgentState
-from acd.calls import CallState
-from acd.engine import Engine, Offer
+from acd.calls import CallState, Offer
+from acd.engine import Engine
 from acd.reports import explain, snapshot
 from acd.widening import FixedTimerWidening, Rung, StrictQueues, TargetDrivenWidening
+from tests.support.acd_invariants import check_invariants
 
 PL_ROADS = {"lang:pl": 5, "group:roads": 5}
 PL_WASTE = {"lang:pl": 5, "group:waste": 5}
@@ -24,7 +25,7 @@ def ready_agent(engine: Engine, agent_id: str, skills: dict[str, int], now: floa
     engine.upsert_agent(agent_id, skills, now)
     engine.login(agent_id, now)
     offers = engine.set_ready(agent_id, now)
-    engine.check_invariants()
+    check_invariants(engine)
     return offers
 
 
@@ -77,7 +78,7 @@ def test_a_log_in_in_any_state_without_a_call_lands_paused_for_login(state: Agen
     info = e.agent_info("a")
     assert (info["state"], info["pause_reason"], info["since"]) == ("paused", "login", 10)
     assert info["wrap_until"] is None
-    e.check_invariants()
+    check_invariants(e)
     e.enqueue("c2", language="pl", group="roads", now=11)
     assert e.tick(100) == []  # not offered anything until the agent says ready
     assert e.agent_state("a") is AgentState.PAUSED
@@ -90,7 +91,7 @@ def test_a_log_in_during_a_call_keeps_the_call(state: AgentState) -> None:
     assert e.login("a", 10) == []
     assert e.agent_info("a") == before
     assert call_id is not None and e.call_info(call_id).agent_id == "a"
-    e.check_invariants()
+    check_invariants(e)
 
 
 def test_a_log_out_when_logged_out_changes_nothing() -> None:
@@ -159,7 +160,7 @@ def test_full_call_cycle_with_wrap_up() -> None:
     assert e.tick(109) == []
     assert e.next_deadline() == 110
     assert e.tick(110) == [Offer("c2", "a", 0)]
-    e.check_invariants()
+    check_invariants(e)
     assert e.call_info("c1").outcome == "answered"
 
 
@@ -330,7 +331,7 @@ def test_target_driven_waits_at_its_rung_while_every_wider_agent_is_busy() -> No
     e.answered("other", 2)
     assert e.call_ended("other", 11) == []
     assert e.tick(11.5) == [Offer("c", "waste", 3)]
-    e.check_invariants()
+    check_invariants(e)
 
 
 def test_a_freed_agent_serves_its_own_queue_before_a_call_at_risk_elsewhere() -> None:
@@ -431,7 +432,7 @@ def test_a_restored_callback_waits_in_its_place_with_its_failures_counted() -> N
         "old", language="pl", group="roads", number="+48111", enqueued_at=40,
         failed_attempts=1, now=101,
     ) == []  # fmt: skip
-    e.check_invariants()
+    check_invariants(e)
     assert e.position("old", 101)[0] == 1 and e.position("new", 101)[0] == 2
     [offer] = ready_agent(e, "a", PL_ROADS, 102)
     assert offer == Offer("old", "a", 0, "+48111")
@@ -454,7 +455,7 @@ def test_a_restored_callback_is_offered_at_once_to_a_ready_agent() -> None:
         "old", language="pl", group="roads", number="+48111", enqueued_at=-50, now=1
     )
     assert offers == [Offer("old", "a", 0, "+48111")]
-    e.check_invariants()
+    check_invariants(e)
 
 
 def test_announcements_period_and_overflow() -> None:

@@ -18,6 +18,7 @@ from acd.presence import (
     restored_pause_reason,
 )
 from acd.service import AcdService
+from tests.support.acd_invariants import check_invariants
 
 S = AgentState
 
@@ -69,7 +70,7 @@ def test_restoring_logs_agents_back_in_paused_and_never_ready() -> None:
         "new": ("paused", "login"),
         "exp": ("logged_out", None),
     }
-    acd.engine.check_invariants()
+    check_invariants(acd.engine)
 
 
 class FakePool:

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any, cast
 
 import asyncpg
-from acd.board import wallboard_state
 
+from acd.board import wallboard_state
 from acd.engine import Engine
 from acd.events import AgentChanged, QueueChanged
 from acd.service import AcdService
