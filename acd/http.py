@@ -11,7 +11,7 @@ from aiohttp import web
 
 from acd.board import wallboard_state
 from acd.engine import AcdError
-from acd.service import AcdService
+from acd.live import AcdService
 from acd.supervision import Supervision, SupervisionError, listen_mode, state_request
 from acd.wallboard_hub import WallboardHub
 from web.app import add_page

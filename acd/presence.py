@@ -31,7 +31,7 @@ import structlog
 
 from acd.agents import AgentState
 from acd.events import AcdEvent, AgentChanged
-from acd.service import AcdService
+from acd.live import AcdService
 
 log = structlog.get_logger(__name__)
 

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from acd.board import DayHistory, history_point, wallboard_state
 from acd.events import AcdEvent
-from acd.service import AcdService
+from acd.live import AcdService
 from web.outbox import SEND_BUFFER, Outbox
 
 log = structlog.get_logger(__name__)

@@ -23,7 +23,7 @@ from acd.devices import web_phone
 from acd.engine import AcdError
 from acd.events import AcdEvent, AgentChanged
 from acd.http import ACD_SERVICE
-from acd.service import AcdService
+from acd.live import AcdService
 from agent_client.accounts import Agent, AgentDirectory, AgentError, session_key
 from agent_client.desktops import DesktopHub
 from agent_client.limits import LoginThrottle

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import structlog
 
 from acd.agents import AgentState
-from acd.service import AcdService
+from acd.live import AcdService
 from agent_client.accounts import Agent, AgentDirectory, session_key
 from agent_client.desktops import DesktopHub, SessionEnd
 

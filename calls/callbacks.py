@@ -26,7 +26,7 @@ import structlog
 
 from acd.calls import Offer
 from acd.engine import AcdError
-from acd.service import AcdService
+from acd.live import AcdService
 from calls.record import CallRecords
 from cases.store import CaseStore
 from db.pool import utcnow

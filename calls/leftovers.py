@@ -20,7 +20,7 @@ from acd.devices import WEB_PHONE_SUFFIX
 from calls.fallback import FALLBACK_QUEUE
 from calls.record import CallRecords
 from pbx.queue_log import QueuedCall, queue_calls
-from recordings.service import RecordingCollector
+from recordings.collector import RecordingCollector
 
 log = structlog.get_logger(__name__)
 

@@ -27,8 +27,8 @@ from aiohttp import web
 from acd import http as acd_http
 from acd.devices import DeviceTracker
 from acd.engine import Engine
+from acd.live import AcdService
 from acd.presence import PresenceStore
-from acd.service import AcdService
 from acd.service_level import ServiceLevelWindows
 from acd.supervision import Supervision
 from acd.wallboard_hub import WallboardHub
@@ -77,8 +77,8 @@ from pbx.asterisk import (
 from pbx.fastagi import FastAgiServer
 from pbx.watchdog import AsteriskKeeper, PbxHealth
 from recordings import http as recording_http
+from recordings.collector import RecordingCollector
 from recordings.retention import RecordingRetention
-from recordings.service import RecordingCollector
 from web import health
 from web.app import create_app, setup_pages
 from web.health import add_check

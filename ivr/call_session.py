@@ -18,7 +18,7 @@ import structlog
 
 from acd.calls import Announcement, Offer
 from acd.engine import AcdError
-from acd.service import CallTicket
+from acd.live import CallTicket
 from calls.callbacks import CallbackRequest
 from db.pool import database_unavailable, utcnow
 from ivr.dialog import Ask, KeypadDialog, Route

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import structlog
 
 from recordings.audit import AuditEntry, RecordingAudit
+from recordings.collector import WORK_DIR
 from recordings.files import (
     PART_SUFFIX,
     day_folders,
@@ -41,7 +42,6 @@ from recordings.policy import (
     day_past_retention,
     expired,
 )
-from recordings.service import WORK_DIR
 
 log = structlog.get_logger(__name__)
 

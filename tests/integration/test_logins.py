@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 
 from acd.engine import Engine
-from acd.service import AcdService
+from acd.live import AcdService
 from agent_client import accounts
 from agent_client.accounts import Agent, AgentDirectory, session_key
 from agent_client.desktops import DesktopHub

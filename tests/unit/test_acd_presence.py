@@ -10,6 +10,7 @@ import pytest
 
 from acd.agents import AgentState
 from acd.engine import Engine
+from acd.live import AcdService
 from acd.presence import (
     RESTART_PAUSE_REASON,
     PresenceStore,
@@ -17,7 +18,6 @@ from acd.presence import (
     restore_agents,
     restored_pause_reason,
 )
-from acd.service import AcdService
 from tests.support.acd_invariants import check_invariants
 
 S = AgentState

@@ -15,7 +15,7 @@ import asyncpg
 from acd.board import wallboard_state
 from acd.engine import Engine
 from acd.events import AgentChanged, QueueChanged
-from acd.service import AcdService
+from acd.live import AcdService
 from acd.service_level import ServiceLevelWindows
 from calls.fallback import FallbackCalls, FollowedCall, waiting_figures
 from calls.fallback_members import FallbackMembers, member_paused

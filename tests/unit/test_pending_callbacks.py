@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 from acd.engine import Engine
-from acd.service import AcdService
+from acd.live import AcdService
 from calls.callbacks import CallbackDialer, CallbackRequest, PendingCallbacks
 
 

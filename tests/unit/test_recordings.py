@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-import recordings.service as service
+import recordings.collector as service
+from recordings.collector import RecordingCollector
 from recordings.files import tighten
-from recordings.service import RecordingCollector
 
 SPOOL = "/spool/monitor/"
 
