@@ -46,6 +46,14 @@ E = AgentEvent
 # (state, event) -> next state. Anything absent is illegal.
 TRANSITIONS: dict[tuple[AgentState, AgentEvent], AgentState] = {
     (S.LOGGED_OUT, E.LOGIN): S.PAUSED,  # lands not-ready (reason "login") until the agent says so
+    (S.LOGGED_OUT, E.LOGOUT): S.LOGGED_OUT,  # nothing to do: a log-out is never refused twice
+    # A log-in at another desk ends the first desk's session; the agent stays logged in, not
+    # ready (the new desk says when), and a call already on its way to the agent goes on.
+    (S.READY, E.LOGIN): S.PAUSED,
+    (S.PAUSED, E.LOGIN): S.PAUSED,
+    (S.WRAP_UP, E.LOGIN): S.PAUSED,
+    (S.RINGING, E.LOGIN): S.RINGING,
+    (S.ON_CALL, E.LOGIN): S.ON_CALL,
     (S.PAUSED, E.READY): S.READY,
     (S.PAUSED, E.PAUSE): S.PAUSED,  # change of reason
     (S.PAUSED, E.LOGOUT): S.LOGGED_OUT,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from acd.engine import AcdError, Engine
@@ -295,9 +295,21 @@ def history_point(history: DayHistory, state: Mapping[str, Any]) -> dict[str, An
     )
 
 
-def wallboard_state(engine: Engine, now: float) -> dict[str, Any]:
-    """Everything a viewer gets: raw figures, what the board shows, and the agent table."""
+def wallboard_state(
+    engine: Engine,
+    now: float,
+    waiting_elsewhere: Callable[[float], tuple[int, float]] | None = None,
+) -> dict[str, Any]:
+    """Everything a viewer gets: raw figures, what the board shows, and the agent table.
+
+    `waiting_elsewhere`: residents waiting outside the ACD (the fallback queue), who wait too."""
     live = snapshot(engine, now)
+    if waiting_elsewhere is not None:
+        elsewhere, longest = waiting_elsewhere(now)
+        calls = live["calls"]
+        calls["waiting"] += elsewhere
+        calls["waiting_in_fallback"] = elsewhere
+        calls["longest_wait"] = max(calls["longest_wait"], longest)
     service_level = engine.stats.figures(now) if engine.stats is not None else {}
     target_sl = engine.stats.target_sl if engine.stats is not None else DEFAULT_TARGET_SL
     state: dict[str, Any] = {

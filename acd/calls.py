@@ -139,3 +139,42 @@ class Call:
             self.outcome,
             self.overflow,
         )
+
+
+# -- what the engine tells its caller ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Offer:
+    """The engine reserved agent_id for call_id: ring the agent now.
+
+    With callback_number set, the resident already hung up: call them back (Originate) and
+    report with Engine.callback_result.
+    """
+
+    call_id: str
+    agent_id: str
+    rung: int
+    callback_number: str | None = None
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """Tell a waiting caller where they stand; offer_callback when the queue overflows."""
+
+    call_id: str
+    position: int
+    expected_wait: float
+    offer_callback: bool
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """A callback that could not reach the resident: becomes a case for follow-up."""
+
+    call_id: str
+    number: str
+    language: str
+    group: str
+    attempts: int
+    at: float

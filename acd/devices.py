@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 import structlog
 
 from acd.engine import AcdError
-from acd.service import AcdService
+from acd.live import AcdService
 from pbx.ami import AmiLink
 
 log = structlog.get_logger(__name__)

@@ -17,7 +17,6 @@ import itertools
 import math
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -30,48 +29,21 @@ from acd.agents import (
     check_skills,
     next_state,
 )
-from acd.calls import Call, CallEvent, CallInfo, CallKey, CallState, QueueKey, states_allowing
+from acd.calls import (
+    Announcement,
+    Call,
+    CallEvent,
+    CallInfo,
+    CallKey,
+    CallState,
+    FollowUp,
+    Offer,
+    QueueKey,
+    states_allowing,
+)
 from acd.pools import PoolIndex
 from acd.service_level import ServiceLevelWindows
 from acd.widening import TargetDrivenWidening, WideningPolicy
-
-__all__ = ["AcdError", "Announcement", "Engine", "FollowUp", "Offer"]
-
-
-@dataclass(frozen=True)
-class Offer:
-    """The engine reserved agent_id for call_id: ring the agent now.
-
-    With callback_number set, the resident already hung up: call them back (Originate) and
-    report with Engine.callback_result.
-    """
-
-    call_id: str
-    agent_id: str
-    rung: int
-    callback_number: str | None = None
-
-
-@dataclass(frozen=True)
-class Announcement:
-    """Tell a waiting caller where they stand; offer_callback when the queue overflows."""
-
-    call_id: str
-    position: int
-    expected_wait: float
-    offer_callback: bool
-
-
-@dataclass(frozen=True)
-class FollowUp:
-    """A callback that could not reach the resident: becomes a case for follow-up."""
-
-    call_id: str
-    number: str
-    language: str
-    group: str
-    attempts: int
-    at: float
 
 
 class Engine:
@@ -356,7 +328,11 @@ class Engine:
         return offers
 
     def login(self, agent_id: str, now: float) -> list[Offer]:
-        """Logged out -> paused("login"): the agent says ready when they are."""
+        """Paused("login"): the agent says ready when they are.
+
+        Legal in every state (acd/agents.py): a log-in from a second desk leaves a ready,
+        paused or wrapping-up agent paused("login"), and one with a call keeps the call.
+        """
         self._transition(self._agent(agent_id), AgentEvent.LOGIN, now, "login")
         return []
 
@@ -515,6 +491,37 @@ class Engine:
             self.stats.callback_requested(call_id, now)
         return []
 
+    def restore_callback(
+        self,
+        call_id: str,
+        *,
+        language: str,
+        group: str,
+        number: str,
+        enqueued_at: float,
+        failed_attempts: int = 0,
+        priority: int = 0,
+        now: float,
+    ) -> list[Offer]:
+        """A callback requested before a restart waits again, in its place (by the time its
+        call was queued), with the attempts that already failed counted.
+
+        Not counted in the service-level figures: it was offered and requested before.
+        """
+        if call_id in self._calls or call_id in self._finished:
+            raise AcdError(f"call {call_id!r} was already enqueued")
+        if not language or not group or not number:
+            raise AcdError(f"call {call_id!r}: language, group and number are required")
+        call = Call(call_id, language, group, priority, enqueued_at, next(self._seq))
+        call.callback_number = number
+        call.callback_attempts = failed_attempts
+        self._calls[call_id] = call
+        self._queue_add(call)
+        self._index_call(call)
+        offers: list[Offer] = []
+        self._dispatch_call(call, now, offers)
+        return offers
+
     def callback_result(self, call_id: str, ok: bool, now: float) -> list[Offer]:
         """Outcome of calling the resident back for a reserved agent.
 
@@ -662,23 +669,3 @@ class Engine:
                     self._announce_timers, (now + self.announce_period, next(self._seq), call_id)
                 )
         return out
-
-    # ------------------------------------------------------------------ self-check
-
-    def check_invariants(self) -> None:
-        """Raise AssertionError if the indexes disagree with the states (used by tests)."""
-        holders: dict[str, str] = {}
-        for a in self._agents.values():
-            if a.call_id is not None:
-                assert a.state in (AgentState.RINGING, AgentState.ON_CALL), a
-                assert a.call_id not in holders, f"call {a.call_id} held twice"
-                holders[a.call_id] = a.agent_id
-            else:
-                assert a.state not in (AgentState.RINGING, AgentState.ON_CALL), a
-        for call in self._calls.values():
-            if call.state in (CallState.RINGING, CallState.ON_CALL):
-                assert holders.get(call.call_id) == call.agent_id, call
-            queued = call.key in self._queues.get(call.queue, [])
-            assert queued == (call.state in (CallState.WAITING, CallState.CALLBACK_HOLD)), call
-            assert bool(call.pools) == (call.state is CallState.WAITING), call
-        self._pools.check_invariants()

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from acd.board import wallboard_state
 from acd.engine import AcdError
-from acd.service import AcdService
+from acd.live import AcdService
 from acd.supervision import Supervision, SupervisionError, listen_mode, state_request
 from acd.wallboard_hub import WallboardHub
 from web.app import add_page
@@ -35,7 +35,8 @@ async def wallboard(request: web.Request) -> web.Response:
     await principal(request, *SUPERVISORS)
     acd = request.app[ACD_SERVICE]
     faults = request.app[WALLBOARD].faults()
-    return to_json({**wallboard_state(acd.engine, acd.now()), "faults": faults})
+    state = wallboard_state(acd.engine, acd.now(), acd.waiting_elsewhere)
+    return to_json({**state, "faults": faults})
 
 
 @routes.get("/ws/wallboard")

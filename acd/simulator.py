@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from acd.calls import CallState
-from acd.engine import Engine, Offer
+from acd.calls import CallState, Offer
+from acd.engine import Engine
 from acd.erlang import agents_needed
 from acd.service_level import ServiceLevelWindows
 from acd.widening import (

@@ -18,7 +18,7 @@ import structlog
 from acd.agents import StateChangeError, parse_state_change
 from acd.devices import WEB_PHONE_SUFFIX, web_phone
 from acd.engine import AcdError
-from acd.service import AcdService
+from acd.live import AcdService
 from pbx.ami import AmiError, AmiLink, AmiNotConnected
 
 log = structlog.get_logger(__name__)

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from acd.board import DayHistory, history_point, wallboard_state
 from acd.events import AcdEvent
-from acd.service import AcdService
+from acd.live import AcdService
 from web.outbox import SEND_BUFFER, Outbox
 
 log = structlog.get_logger(__name__)
@@ -95,7 +95,7 @@ class WallboardHub:
             await asyncio.sleep(self._min_interval)
 
     def publish(self) -> None:
-        state = wallboard_state(self._acd.engine, self._acd.now())
+        state = wallboard_state(self._acd.engine, self._acd.now(), self._acd.waiting_elsewhere)
         state["faults"] = self.faults()
         state["point"] = history_point(self.history, state)
         self._state = state

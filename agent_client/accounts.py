@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -27,6 +27,9 @@ ROLES = ("agent", "supervisor")
 MIN_PASSWORD_LENGTH = 8
 # scrypt at n=2**14 costs ~50 ms: slow for guessing, fine for a log-in.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+# Password checks in worker threads at once (each takes ~50 ms of a core and 16 MB): a burst of
+# log-ins queues here instead of filling the default executor other work shares.
+HASHING_AT_ONCE = 2
 
 
 def sip_endpoint_name() -> str:
@@ -60,7 +63,8 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(actual, expected)
 
 
-def _token_hash(token: str) -> str:
+def session_key(token: str) -> str:
+    """What a session is known by (in PostgreSQL and on desktop connections): never the token."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -106,6 +110,8 @@ class AgentDirectory:
         self._pool = pool
         self._catalogue = catalogue
         self._session_lifetime = timedelta(hours=session_hours)
+        self._hashing = asyncio.Semaphore(HASHING_AT_ONCE)
+        self._stand_in: str | None = None
         self.by_name: dict[str, Agent] = {}
 
     @property
@@ -113,6 +119,7 @@ class AgentDirectory:
         return self._catalogue
 
     async def load(self) -> list[Agent]:
+        await self._stand_in_hash()  # made now, so the first unknown name costs no more
         rows = await self._pool.fetch("SELECT * FROM agents ORDER BY id")
         self.by_name = {row["name"]: Agent.from_row(row) for row in rows}
         return list(self.by_name.values())
@@ -172,43 +179,71 @@ class AgentDirectory:
         log.info("agent_created", agent=name, role=role, skills=clean_skills)
         return agent
 
-    async def authenticate(
-        self, name: str, password: str, *, roles: Collection[str] | None = None
-    ) -> tuple[Agent, str] | None:
-        """Check the password and open the agent's one session (closing any older one).
+    async def check_password(self, name: str, password: str) -> Agent | None:
+        """The account if the password is right; None for a wrong name or password.
 
-        With `roles`, an account of another role is refused (AgentError) before any session
-        changes: an agent who opens the wallboard keeps the desk session it has.
+        Known or not, a name costs one scrypt of the same cost, in a worker thread (an unknown
+        one is checked against a stand-in hash): the answer's timing does not tell which names
+        exist, and guesses never stall the event loop. At most HASHING_AT_ONCE run together.
         """
         row = await self._pool.fetchrow("SELECT * FROM agents WHERE name = $1", name)
-        stored = row["password_hash"] if row else hash_password("timing-equaliser")
-        ok = await asyncio.to_thread(verify_password, password, stored)
+        stored = row["password_hash"] if row else await self._stand_in_hash()
+        async with self._hashing:
+            ok = await asyncio.to_thread(verify_password, password, stored)
         if row is None or not ok:
             return None
-        if roles is not None and row["role"] not in roles:
-            raise AgentError(f"this page is for the roles {sorted(roles)}")
+        return Agent.from_row(row)
+
+    async def _stand_in_hash(self) -> str:
+        """A hash of a password nobody knows, made once (in a thread) at the accounts' cost."""
+        if self._stand_in is None:
+            self._stand_in = await asyncio.to_thread(hash_password, secrets.token_urlsafe(16))
+        return self._stand_in
+
+    async def open_session(self, agent: Agent) -> str:
+        """A new session for the agent, ending any older one in the same transaction.
+
+        The agent's row is locked first, so two log-ins at once leave exactly one session: the
+        later one's.
+        """
         token = secrets.token_urlsafe(32)
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("DELETE FROM agent_sessions WHERE agent_id = $1", row["id"])
+            await conn.execute("SELECT 1 FROM agents WHERE id = $1 FOR UPDATE", agent.id)
+            await conn.execute("DELETE FROM agent_sessions WHERE agent_id = $1", agent.id)
             await conn.execute(
                 "INSERT INTO agent_sessions (token_hash, agent_id, expires_at) VALUES ($1, $2, $3)",
-                _token_hash(token),
-                row["id"],
+                session_key(token),
+                agent.id,
                 utcnow() + self._session_lifetime,
             )
-        return Agent.from_row(row), token
+        return token
+
+    async def end_sessions_of(self, agent: Agent) -> int:
+        """End every session of the agent; how many there were."""
+        result = await self._pool.execute(
+            "DELETE FROM agent_sessions WHERE agent_id = $1", agent.id
+        )
+        return int(result.split()[-1])
+
+    async def names_with_sessions(self) -> set[str]:
+        """Accounts with a session that has not expired."""
+        rows = await self._pool.fetch(
+            "SELECT DISTINCT a.name FROM agent_sessions s JOIN agents a ON a.id = s.agent_id"
+            " WHERE s.expires_at > now()"
+        )
+        return {row["name"] for row in rows}
 
     async def agent_for_token(self, token: str) -> Agent | None:
         row = await self._pool.fetchrow(
             "SELECT a.* FROM agent_sessions s JOIN agents a ON a.id = s.agent_id"
             " WHERE s.token_hash = $1 AND s.expires_at > now()",
-            _token_hash(token),
+            session_key(token),
         )
         return Agent.from_row(row) if row else None
 
     async def end_session(self, token: str) -> None:
         await self._pool.execute(
-            "DELETE FROM agent_sessions WHERE token_hash = $1", _token_hash(token)
+            "DELETE FROM agent_sessions WHERE token_hash = $1", session_key(token)
         )
 
     def endpoint_of(self, agent_id: str) -> str | None:

@@ -3,6 +3,10 @@
 Each desktop writes through a bounded outbox (web/outbox.py): a desktop that cannot keep up is
 disconnected rather than allowed to slow the loop; it reconnects and gets the current state
 again.
+
+A connection belongs to the session it was opened with. When the agent's session ends (a log-in
+elsewhere, a log-out, a supervisor's log-out) its desk is told why (`session_ended`) and closed,
+and a connection that still carries an ended session is refused the same way.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Mapping
+from enum import StrEnum
 from typing import Any
 
 import structlog
@@ -19,6 +24,14 @@ from agent_client.accounts import AgentDirectory
 from web.outbox import Outbox
 
 log = structlog.get_logger(__name__)
+
+
+class SessionEnd(StrEnum):
+    """Why a desk's session ended, as the desk is told (`session_ended`'s reason)."""
+
+    LOGGED_IN_ELSEWHERE = "logged_in_elsewhere"
+    LOGGED_OUT = "logged_out"
+    LOGGED_OUT_BY_SUPERVISOR = "logged_out_by_supervisor"
 
 
 class DesktopHub:
@@ -35,6 +48,9 @@ class DesktopHub:
         self._phones_of = phones_of
         self._outbox_size = outbox_size
         self._connections: dict[str, _Desktop] = {}
+        # agent -> its live session's key, or None once it ended; absent: not known here (after
+        # a restart the desks come back with sessions PostgreSQL vouched for).
+        self._live_session: dict[str, str | None] = {}
         self.last_pop: dict[str, dict[str, Any]] = {}
 
     def endpoint_of(self, agent_id: str) -> str | None:
@@ -51,13 +67,35 @@ class DesktopHub:
         agent_id: str,
         ws: web.WebSocketResponse,
         transport: asyncio.Transport | None = None,
+        *,
+        session: str | None = None,
     ) -> _Desktop:
+        """The agent's desktop on this socket; one whose session has ended is told and closed."""
+        desktop = _Desktop(agent_id, ws, self._outbox_size, transport, session=session)
+        live = self._live_session.get(agent_id, session)
+        if live != session:
+            desktop.end_session(SessionEnd.LOGGED_IN_ELSEWHERE if live else SessionEnd.LOGGED_OUT)
+            return desktop
         old = self._connections.get(agent_id)
         if old is not None:
             old.close("replaced by a newer connection")
-        desktop = _Desktop(agent_id, ws, self._outbox_size, transport)
         self._connections[agent_id] = desktop
         return desktop
+
+    def session_started(self, agent_id: str, session: str) -> None:
+        """The agent's one session is now `session`: a desk on an older one is told and closed."""
+        self._live_session[agent_id] = session
+        desktop = self._connections.get(agent_id)
+        if desktop is not None and desktop.session != session:
+            del self._connections[agent_id]
+            desktop.end_session(SessionEnd.LOGGED_IN_ELSEWHERE)
+
+    def session_ended(self, agent_id: str, reason: SessionEnd, *, by: str | None = None) -> None:
+        """The agent has no session any more: its desk is told why and closed."""
+        self._live_session[agent_id] = None
+        desktop = self._connections.pop(agent_id, None)
+        if desktop is not None:
+            desktop.end_session(reason, by=by)
 
     def detach(self, desktop: _Desktop) -> None:
         if self._connections.get(desktop.agent_id) is desktop:
@@ -100,8 +138,11 @@ class _Desktop:
         ws: web.WebSocketResponse,
         outbox_size: int,
         transport: asyncio.Transport | None = None,
+        *,
+        session: str | None = None,
     ) -> None:
         self.agent_id = agent_id
+        self.session = session
         self.outbox = Outbox(ws, outbox_size, transport=transport, on_too_slow=self._too_slow)
 
     @property
@@ -116,6 +157,15 @@ class _Desktop:
     def close(self, reason: str) -> None:
         """Close once what is queued has been written."""
         self.outbox.close(reason)
+
+    def end_session(self, reason: SessionEnd, *, by: str | None = None) -> None:
+        """Tell the desk its session is over, and why, then close."""
+        message: dict[str, Any] = {"type": "session_ended", "reason": reason.value}
+        if by is not None:
+            message["by"] = by
+        self.send(message)
+        self.close(f"session ended: {reason.value}")
+        log.info("desktop_session_ended", agent=self.agent_id, reason=reason.value, by=by)
 
     def start(self) -> None:
         self.outbox.start()

@@ -23,10 +23,11 @@ from acd.devices import web_phone
 from acd.engine import AcdError
 from acd.events import AcdEvent, AgentChanged
 from acd.http import ACD_SERVICE
-from acd.service import AcdService
-from agent_client.accounts import Agent, AgentDirectory, AgentError
+from acd.live import AcdService
+from agent_client.accounts import Agent, AgentDirectory, AgentError, session_key
 from agent_client.desktops import DesktopHub
 from agent_client.limits import LoginThrottle
+from agent_client.sessions import DeskSessions, SessionConflict
 from web.app import add_page
 from web.kit import (
     AUTHENTICATE,
@@ -48,6 +49,7 @@ ADMIN_TOKEN = web.AppKey("admin_token", str)
 SIP_INFO: web.AppKey[dict[str, Any]] = web.AppKey("sip_info")
 AGENT = web.RequestKey("agent", Agent)
 LOGIN_THROTTLE = web.AppKey("login_throttle", LoginThrottle)
+SESSIONS = web.AppKey("sessions", DeskSessions)
 # Called after an agent is created, so the PBX and the ACD learn of the new phone.
 AGENTS_CHANGED: web.AppKey[Callable[[Agent], Awaitable[None]]] = web.AppKey("agents_changed")
 
@@ -128,8 +130,13 @@ async def login(request: web.Request) -> web.Response:
     body = await read_object(request)
     name = text_field(body, "name", max_len=32)
     password = text_field(body, "password", max_len=200)
-    throttle, address, now = request.app[LOGIN_THROTTLE], request.remote or "", time.monotonic()
-    wait = throttle.retry_after(name, address, now)
+    roles = body.get("roles")  # the page's own roles: anyone else is refused, nothing changes
+    if roles is not None and (
+        not isinstance(roles, list) or not all(isinstance(r, str) for r in roles)
+    ):
+        raise json_error(400, "roles: a list of role names")
+    throttle, address = request.app[LOGIN_THROTTLE], request.remote or ""
+    wait = throttle.begin(name, address, time.monotonic())
     if wait > 0:
         log.warning("login_throttled", agent=name, address=address, retry_after=round(wait))
         seconds = math.ceil(wait)
@@ -138,38 +145,46 @@ async def login(request: web.Request) -> web.Response:
         )
         refused.headers["Retry-After"] = str(seconds)
         raise refused
-    roles = body.get("roles")  # the page's own roles: anyone else is refused, nothing changes
-    if roles is not None and (
-        not isinstance(roles, list) or not all(isinstance(r, str) for r in roles)
-    ):
-        raise json_error(400, "roles: a list of role names")
+    password_right: bool | None = None  # not known until checked (the check may fail)
     try:
-        result = await request.app[DIRECTORY].authenticate(name, password, roles=roles)
-    except AgentError as exc:
-        throttle.succeeded(name)  # the password was right
-        log.info("login_refused_for_role", agent=name, roles=roles)
-        raise json_error(403, str(exc)) from exc
-    if result is None:
-        throttle.failed(name, address, now)
+        agent = await request.app[DIRECTORY].check_password(name, password)
+        password_right = agent is not None
+    finally:
+        throttle.end(name, address, time.monotonic(), password_right=password_right)
+    if agent is None:
         log.info("login_failed", agent=name, address=address)
         raise json_error(401, "wrong name or password")
-    throttle.succeeded(name)
-    agent, token = result
-    if agent.role == "agent":
-        acd_call(lambda: request.app[ACD_SERVICE].login(agent.name))
-    log.info("agent_logged_in", agent=agent.name)
+    if roles is not None and agent.role not in roles:
+        log.info("login_refused_for_role", agent=name, roles=roles)  # its session is kept
+        raise json_error(403, f"this page is for the roles {sorted(roles)}")
+    token = await request.app[SESSIONS].log_in(agent)
     return to_json({"token": token, "agent": agent.public(), "sip": _sip(request, agent)})
 
 
 @routes.post("/api/logout")
 async def logout(request: web.Request) -> web.Response:
     agent = await current_agent(request)
-    if agent.role == "agent":
-        acd_call(lambda: request.app[ACD_SERVICE].logout(agent.name))
     token = _token_of(request)
     assert token is not None
-    await request.app[DIRECTORY].end_session(token)
+    await request.app[SESSIONS].log_out(agent, token)
     return to_json({"ok": True})
+
+
+@routes.post("/api/agents/{name}/logout")
+async def force_logout(request: web.Request) -> web.Response:
+    """A supervisor logs an agent out: out of the ACD, every session ended, the desk told."""
+    who = await principal(request, "supervisor", "admin")
+    agent = request.app[DIRECTORY].by_name.get(request.match_info["name"])
+    if agent is None:
+        raise json_error(404, "no agent by that name")
+    try:
+        ended = await request.app[SESSIONS].force_log_out(who.name, agent)
+    except SessionConflict as exc:
+        log.info("supervisor_action_refused", by=who.name, action="logout", agent=agent.name,
+                 status=409, error=str(exc))  # fmt: skip
+        raise json_error(409, str(exc)) from exc
+    view = request.app[ACD_SERVICE].agent_view(agent.name) if agent.role == "agent" else None
+    return to_json({"agent": agent.name, "acd": view, "sessions_ended": ended})
 
 
 @routes.get("/api/me")
@@ -246,7 +261,9 @@ async def desktop_socket(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_WS_MESSAGE)
     await ws.prepare(request)
     hub = request.app[DESKTOPS]
-    desktop = hub.attach(agent.name, ws, request.transport)
+    token = _token_of(request)
+    assert token is not None
+    desktop = hub.attach(agent.name, ws, request.transport, session=session_key(token))
     desktop.send(
         {
             "type": "hello",
@@ -314,12 +331,13 @@ def setup(
     """The agents' routes; who is asking is decided here for every folder's routes."""
     app.add_routes(routes)
     add_page(app, "/desk", STATIC / "desk.html", "/static/desk")
-    map_errors(app, {AgentError: 422})
+    map_errors(app, {AgentError: 422, SessionConflict: 409})
     app[AUTHENTICATE] = authenticate
     app[DIRECTORY] = directory
     app[DESKTOPS] = desktops
     app[ADMIN_TOKEN] = admin_token
     app[LOGIN_THROTTLE] = LoginThrottle()
+    app[SESSIONS] = DeskSessions(directory, acd, desktops)
     app[SIP_INFO] = sip_info
     app[AGENTS_CHANGED] = agents_changed
     acd.subscribe(forward_acd_events(app))

@@ -17,7 +17,8 @@ import time
 import tracemalloc
 from typing import Any
 
-from acd.engine import Engine, Offer
+from acd.calls import Offer
+from acd.engine import Engine
 from acd.widening import TargetDrivenWidening
 from bench.common import write_result
 

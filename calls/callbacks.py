@@ -5,20 +5,28 @@ called back only to wait again; once the agent answers, the dialplan rings the r
 through the trunk and reports back with two UserEvents. A failed attempt goes back to the
 ACD, which retries in the same place and, after the last attempt, hands it over as a
 follow-up case: a callback that failed is counted and acted on, never dropped.
+
+Pending requests are kept in PostgreSQL (`pending_callbacks`, written behind by the dialer
+alone) from the moment the resident asks until the callback is over, so a restart does not
+lose them: at start they wait in the ACD again, in their place, and are dialled as before.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 import structlog
 
-from acd.engine import AcdError, Offer
-from acd.service import AcdService
+from acd.calls import Offer
+from acd.engine import AcdError
+from acd.live import AcdService
 from calls.record import CallRecords
 from cases.store import CaseStore
 from db.pool import utcnow
@@ -40,6 +48,97 @@ class CallbackRequest:
     attempts: int = 0
 
 
+class PendingCallbacks:
+    """The rows of `pending_callbacks`, written behind for the dialer (their one writer).
+
+    Each request's latest wish (its row, or none once it is over) is queued and one task writes
+    it; while PostgreSQL is away it retries, and stop() writes what is left. Nothing on the
+    call path waits for the database.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, *, retry_seconds: float = 1.0) -> None:
+        self._pool = pool
+        self._retry_seconds = retry_seconds
+        self._pending: dict[str, tuple[Any, ...] | None] = {}  # call id -> row, None: delete
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+
+    def save(self, request: CallbackRequest, failures: int) -> None:
+        pop = json.loads(json.dumps(request.pop, default=str))  # as the desk would get it
+        self._pending[request.call_id] = (
+            uuid.UUID(request.call_id), request.number, request.language, request.group,
+            request.queued_at, pop, request.attempts, failures,
+        )  # fmt: skip
+        self._wake.set()
+
+    def forget(self, call_id: str) -> None:
+        self._pending[call_id] = None
+        self._wake.set()
+
+    async def load(self) -> list[tuple[CallbackRequest, int]]:
+        """Every pending request, oldest first, with how often the resident was not reached."""
+        rows = await self._pool.fetch("SELECT * FROM pending_callbacks ORDER BY queued_at")
+        return [
+            (
+                CallbackRequest(
+                    str(row["call_id"]), row["number"], row["language"], row["service_group"],
+                    row["queued_at"], pop=dict(row["pop"]), attempts=row["attempts"],
+                ),
+                row["failures"],
+            )
+            for row in rows
+        ]  # fmt: skip
+
+    async def start(self) -> None:
+        self._writer = asyncio.create_task(self._write_forever(), name="pending-callbacks")
+
+    async def stop(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+            self._writer = None
+        try:
+            await asyncio.wait_for(self._write_pending(), timeout=5)
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            log.error("pending_callbacks_not_saved", calls=sorted(self._pending), error=repr(exc))
+
+    async def _write_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._write_pending()
+            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+                log.warning("pending_callbacks_write_failed", error=repr(exc))
+                self._wake.set()
+                await asyncio.sleep(self._retry_seconds)
+
+    async def _write_pending(self) -> None:
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, {}
+        rows = [row for row in batch.values() if row is not None]
+        over = [uuid.UUID(call_id) for call_id, row in batch.items() if row is None]
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                if rows:
+                    await conn.executemany(
+                        "INSERT INTO pending_callbacks (call_id, number, language, service_group,"
+                        " queued_at, pop, attempts, failures) VALUES ($1, $2, $3, $4, $5, $6, $7,"
+                        " $8) ON CONFLICT (call_id) DO UPDATE SET attempts = excluded.attempts,"
+                        " failures = excluded.failures",
+                        rows,
+                    )
+                if over:
+                    await conn.execute(
+                        "DELETE FROM pending_callbacks WHERE call_id = ANY($1::uuid[])", over
+                    )
+        except BaseException:
+            self._pending = {**batch, **self._pending}  # newer wishes win over the batch
+            raise
+
+
 class CallbackDialer:
     def __init__(
         self,
@@ -51,8 +150,10 @@ class CallbackDialer:
         endpoint_of: Callable[[str], str | None],
         send_pop: Callable[[str, Mapping[str, Any]], None],
         ring_timeout_seconds: int,
+        pending: PendingCallbacks | None = None,
     ) -> None:
         self._acd = acd
+        self._pending = pending
         self._ami = ami
         self._records = records
         self._cases = cases
@@ -65,6 +166,39 @@ class CallbackDialer:
 
     def register(self, request: CallbackRequest) -> None:
         self.requests[request.call_id] = request
+        self._save(request)
+
+    async def restore(self) -> int:
+        """Pending requests saved before a restart wait in the ACD again, in their place."""
+        if self._pending is None:
+            return 0
+        restored = 0
+        for request, failures in await self._pending.load():
+            try:
+                self._acd.restore_callback(
+                    request.call_id, language=request.language, group=request.group,
+                    number=request.number, enqueued_at=request.queued_at,
+                    failed_attempts=failures,
+                )  # fmt: skip
+            except AcdError as exc:
+                log.error("callback_not_restored", call_id=request.call_id, error=str(exc))
+                continue
+            self.requests[request.call_id] = request
+            restored += 1
+        log.info("callbacks_restored", count=restored)
+        return restored
+
+    def _save(self, request: CallbackRequest) -> None:
+        if self._pending is not None:
+            try:
+                failures = self._acd.engine.call_info(request.call_id).callback_attempts
+            except AcdError:
+                failures = 0
+            self._pending.save(request, failures)
+
+    def _forget(self, call_id: str) -> None:
+        if self._pending is not None:
+            self._pending.forget(call_id)
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.ensure_future(work)
@@ -84,6 +218,7 @@ class CallbackDialer:
                 self._acd_safely(lambda: self._acd.ring_failed(offer.call_id))
                 return
             request.attempts += 1
+            self._save(request)
             self._send_pop(offer.agent_id, {**request.pop, "callback": True,
                                             "callback_attempt": request.attempts})  # fmt: skip
             action_id = f"callback-{offer.call_id}-{uuid.uuid4().hex[:8]}"
@@ -158,6 +293,7 @@ class CallbackDialer:
         if dial_status == "ANSWER":
             self._acd_safely(lambda: self._acd.finish(call_id, talked=True))
             del self.requests[call_id]
+            self._forget(call_id)
             await self._records.update(uuid.UUID(call_id), ended_at=utcnow())
             await self._event(call_id, "ended", outcome="callback_answered")
             return
@@ -165,6 +301,7 @@ class CallbackDialer:
         await self._event(call_id, "callback_attempt_failed", status=dial_status,
                           attempt=request.attempts)  # fmt: skip
         self._acd_safely(lambda: self._acd.callback_result(call_id, False))
+        self._save(request)  # one more failure (a follow-up below ends it)
         for follow_up in self._acd.follow_ups():
             await self._open_follow_up_case(follow_up.call_id, follow_up.attempts)
 
@@ -181,6 +318,7 @@ class CallbackDialer:
             ),
             created_by="callback",
         )
+        self._forget(call_id)  # the case carries it from here
         await self._records.update(
             uuid.UUID(call_id), outcome="callback_failed", ended_at=utcnow()
         )

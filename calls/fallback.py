@@ -2,6 +2,9 @@
 
 The dialplan sends a resident to the fallback queue (asterisk-conf/queues.conf) when this
 process cannot take the call; a UserEvent says so, then AgentConnect and Hangup tell the rest.
+Calls already in that queue when this process (re)starts are taken up with adopt() (from
+queue_log and the channels Asterisk still has, see calls/leftovers.py) and followed the same
+way. Nothing here reads the database: the records are told to CallRecords, which never waits.
 """
 
 from __future__ import annotations
@@ -9,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 import structlog
 
 from calls.record import CallRecords
-from calls.store import CallStore
 from db.pool import utcnow
 from pbx.ami import AmiLink
 
@@ -24,19 +28,43 @@ log = structlog.get_logger(__name__)
 FALLBACK_QUEUE = "cityline-fallback"
 
 
+@dataclass
+class FollowedCall:
+    call_id: uuid.UUID
+    queued_at: datetime
+    answered_at: datetime | None = None
+
+
+def waiting_figures(calls: Mapping[str, FollowedCall], now: datetime) -> tuple[int, float]:
+    """How many followed calls still wait for an agent, and the longest wait in seconds."""
+    waits = [(now - c.queued_at).total_seconds() for c in calls.values() if c.answered_at is None]
+    return len(waits), max(waits, default=0.0)
+
+
+class FallbackRecordings(Protocol):
+    """Where the dial plan records fallback calls, and how a finished file is archived."""
+
+    def fallback_path_for(self, asterisk_uniqueid: str) -> str: ...
+
+    async def collect(self, call_id: str, asterisk_path: str) -> str | None: ...
+
+
 class FallbackCalls:
     def __init__(
         self,
         records: CallRecords,
         *,
         agent_for_endpoint: Callable[[str], str | None],
+        recordings: FallbackRecordings | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._records = records
-        self._calls: CallStore = records.read
+        self._recordings = recordings
+        self._collecting: set[asyncio.Task[None]] = set()
         self._agent_for_endpoint = agent_for_endpoint
+        self._clock = clock
         self._events: asyncio.Queue[dict[str, str]] = asyncio.Queue()
-        # Asterisk uniqueid -> (call id, entered the fallback queue at)
-        self._following: dict[str, tuple[uuid.UUID, datetime]] = {}
+        self.following: dict[str, FollowedCall] = {}  # by Asterisk uniqueid
 
     def subscribe(self, ami: AmiLink) -> None:
         ami.subscribe("UserEvent", self._on_user_event)
@@ -48,8 +76,25 @@ class FallbackCalls:
             self._events.put_nowait(dict(event))
 
     def _on_followed_call(self, event: Mapping[str, str]) -> None:
-        if event.get("Uniqueid") in self._following:
+        if event.get("Uniqueid") in self.following:
             self._events.put_nowait(dict(event))
+
+    def waiting(self, _now: float | None = None) -> tuple[int, float]:
+        """Residents waiting in the fallback queue now, and the longest wait (the wallboard's)."""
+        return waiting_figures(self.following, self._clock())
+
+    def adopt(
+        self,
+        uniqueid: str,
+        call_id: uuid.UUID,
+        *,
+        queued_at: datetime,
+        answered_at: datetime | None = None,
+    ) -> None:
+        """A call already in the fallback queue (waiting or talking) when this process started."""
+        self.following[uniqueid] = FollowedCall(call_id, queued_at, answered_at)
+        log.warning("fallback_call_followed_after_start", call_id=str(call_id),
+                    uniqueid=uniqueid, talking=answered_at is not None)  # fmt: skip
 
     async def follow(self) -> None:
         """Keep the records of calls in the fallback queue, one event at a time, in order."""
@@ -65,44 +110,74 @@ class FallbackCalls:
         if event.get("Event") == "UserEvent":
             await self._entered(uniqueid, event)
             return
-        followed = self._following.get(uniqueid)
-        if followed is None:
-            # Events are queued while the call is followed and handled later: a repeated
-            # Hangup, or anything after the first, finds the call already ended.
+        call = self.following.get(uniqueid)
+        if call is None:
             return
-        call_id, queued_at = followed
+        now = self._clock()
         if event.get("Event") == "AgentConnect":
-            endpoint = event.get("Interface", "").removeprefix("PJSIP/")
+            if call.answered_at is not None:
+                return
+            endpoint = event.get("Interface", "").removeprefix("PJSIP/").removesuffix("-web")
             agent = self._agent_for_endpoint(endpoint) or endpoint
-            answered = utcnow()
-            wait = (answered - queued_at).total_seconds()
+            call.answered_at = now
+            wait = (now - call.queued_at).total_seconds()
             await self._records.update(
-                call_id,
-                answered_at=answered,
+                call.call_id,
+                answered_at=now,
                 agent=agent,
                 **self._records.wait_figures(wait, answered=True),
             )
-            await self._records.event(call_id, "answered", {"agent": agent, "via": "fallback"})
+            await self._records.event(call.call_id, "answered", {"agent": agent, "via": "fallback"})
+            log.info("fallback_call_answered", call_id=str(call.call_id), agent=agent)
+            return
+        del self.following[uniqueid]
+        if call.answered_at is not None:
+            await self._records.update(call.call_id, ended_at=now, outcome="fallback")
+            await self._records.event(call.call_id, "ended", {"outcome": "fallback"})
+            if self._recordings is not None:  # the dial plan recorded the conversation
+                task = asyncio.create_task(self._collect(uniqueid, call.call_id))
+                self._collecting.add(task)
+                task.add_done_callback(self._collecting.discard)
         else:
-            del self._following[uniqueid]
-            await self._records.update(call_id, ended_at=utcnow())
-            await self._records.event(call_id, "ended", {"outcome": "fallback"})
+            wait = (now - call.queued_at).total_seconds()
+            await self._records.update(
+                call.call_id, ended_at=now, outcome="fallback_abandoned",
+                **self._records.wait_figures(wait, answered=False),
+            )  # fmt: skip
+            await self._records.event(call.call_id, "ended", {"outcome": "fallback_abandoned"})
+        log.info("fallback_call_ended", call_id=str(call.call_id),
+                 answered=call.answered_at is not None)  # fmt: skip
+
+    async def _collect(self, uniqueid: str, call_id: uuid.UUID) -> None:
+        assert self._recordings is not None
+        with structlog.contextvars.bound_contextvars(call_id=str(call_id)):
+            try:
+                path = await self._recordings.collect(
+                    str(call_id), self._recordings.fallback_path_for(uniqueid)
+                )
+            except OSError:
+                log.exception("fallback_recording_not_stored", uniqueid=uniqueid)
+                return
+            if path is not None:
+                await self._records.update(call_id, recording_path=path)
+
+    async def drain(self) -> None:
+        """Let recordings being filed finish (bounded by the collector's own give-up time)."""
+        if self._collecting:
+            await asyncio.wait(self._collecting, timeout=10)
 
     async def _entered(self, uniqueid: str, event: Mapping[str, str]) -> None:
+        now = self._clock()
         try:
-            call_id: uuid.UUID | None = uuid.UUID(event.get("CallId", ""))
+            call_id = uuid.UUID(event.get("CallId", ""))
         except ValueError:
-            call_id = None  # the service never saw this call (it was down)
-        if call_id is None or await self._calls.get_call(call_id) is None:
-            call_id = uuid.uuid4()
-            await self._records.arrived(
-                call_id,
-                asterisk_uniqueid=uniqueid,
-                caller_number=event.get("Caller", ""),
-                at=utcnow(),
-            )
-        now = utcnow()
-        await self._records.update(call_id, outcome="fallback", queued_at=now)
+            call_id = uuid.uuid4()  # the service never saw this call (it was down)
+        # A call the service already recorded keeps its row (arrival is idempotent by id).
+        await self._records.arrived(
+            call_id, asterisk_uniqueid=uniqueid, caller_number=event.get("Caller", ""), at=now
+        )
+        # The session that failed may have written an end: the call goes on in the queue.
+        await self._records.update(call_id, outcome="fallback", queued_at=now, ended_at=None)
         await self._records.event(call_id, "fallback", {"agi_status": event.get("AgiStatus")})
-        self._following[uniqueid] = (call_id, now)
+        self.following[uniqueid] = FollowedCall(call_id, now)
         log.warning("call_in_fallback_queue", call_id=str(call_id), uniqueid=uniqueid)

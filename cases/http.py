@@ -33,6 +33,8 @@ class CaseCalls(Protocol):
 
     async def handled_by(self, call_id: uuid.UUID, agent: str) -> bool: ...
 
+    async def settled(self, call_id: uuid.UUID, timeout: float) -> bool: ...
+
     async def event(
         self, call_id: uuid.UUID, kind: str, detail: Mapping[str, Any] | None = None
     ) -> None: ...
@@ -51,11 +53,11 @@ async def create_case(request: web.Request) -> web.Response:
     body = await read_object(request)
     call_id = parse_uuid(body["call_id"], "call_id") if body.get("call_id") else None
     service_code = text_field(body, "service_code", max_len=60, required=False)
-    if call_id is not None:
-        await _check_call_is_theirs(request, who, call_id)
     attributes = body.get("attributes") or {}
     if not isinstance(attributes, dict):
         raise json_error(400, "attributes: an object of field code -> value is required")
+    if call_id is not None:
+        await _check_call_is_theirs(request, who, call_id)
     try:
         case = await request.app[CASES].create_case(
             call_id=call_id,
@@ -130,10 +132,14 @@ async def get_case(request: web.Request) -> web.Response:
 
 
 async def _check_call_is_theirs(request: web.Request, who: Principal, call_id: uuid.UUID) -> None:
-    """An agent may put a case only on a call they handled (not on a colleague's)."""
+    """An agent may put a case only on a call they handled (not on a colleague's). The call's
+    row and trail are awaited first: its facts may still be on their way to the database
+    (calls/ writes through a journal), and the case refers to its row."""
+    calls = request.app[CASE_CALLS]
+    await calls.settled(call_id, timeout=5.0)
     if who.role in SEES_EVERY_CASE:
         return
-    if not await request.app[CASE_CALLS].handled_by(call_id, who.name):
+    if not await calls.handled_by(call_id, who.name):
         log.info("case_on_foreign_call_refused", call_id=str(call_id), by=who.name)
         raise json_error(403, "this call was handled by another agent")
 

@@ -23,20 +23,51 @@ def _env_int(name: str, default: int) -> int:
         raise SystemExit(f"CITYLINE_{name} must be a whole number, got {raw!r}") from exc
 
 
+def _env_days(name: str, default: int) -> int | None:
+    """A retention period in whole days (at least 1), or None for "never" (kept until deleted
+    by hand)."""
+    raw = os.environ.get(f"CITYLINE_{name}", "").strip().lower()
+    if raw == "":
+        return default
+    if raw == "never":
+        return None
+    if raw.isdigit() and int(raw) >= 1:
+        return int(raw)
+    raise SystemExit(f"CITYLINE_{name} must be a number of days (1 or more) or never, got {raw!r}")
+
+
+def _default_state_dir() -> str:
+    return _env("STATE_DIR", str(PROJECT_DIR / "var"))
+
+
 @dataclass
 class Settings:
     # Where the service keeps its state (embedded PostgreSQL, admin token, Asterisk run dirs).
-    state_dir: Path = field(
-        default_factory=lambda: Path(_env("STATE_DIR", str(PROJECT_DIR / "var")))
-    )
+    state_dir: Path = field(default_factory=lambda: Path(_default_state_dir()))
     cache_dir: Path = field(default_factory=lambda: Path(_env("CACHE", "/var/cache/cityline")))
     # The pages' browser libraries (JsSIP, uPlot), bundled by scripts/setup.sh.
     web_vendor_dir: Path = field(
         default_factory=lambda: Path(_env("WEB_VENDOR_DIR", str(PROJECT_DIR / "build" / "web")))
     )
+    # The call recordings' archive (<day>/<call id>.ogg), private to the service's user: kept
+    # apart from the code, under the state directory unless set.
     recordings_dir: Path = field(
-        default_factory=lambda: Path(_env("RECORDINGS_DIR", str(PROJECT_DIR / "recordings")))
+        default_factory=lambda: Path(
+            _env("RECORDINGS_DIR", str(Path(_default_state_dir()) / "recordings"))
+        )
     )
+    # How long a recording is kept, per kind, in days from the end of the call (None: never
+    # deleted by the sweep). answered: a call an agent took; case: a call that opened or was
+    # linked to a case (the recording is part of what the resident reported).
+    recording_retention_days: dict[str, int | None] = field(
+        default_factory=lambda: {
+            "answered": _env_days("RECORDING_RETENTION_DAYS_ANSWERED", 90),
+            "case": _env_days("RECORDING_RETENTION_DAYS_CASE", 365),
+        }
+    )
+    # How finished recordings are stored: opus (Opus in Ogg, about a tenth of the WAV) or wav
+    # (as Asterisk wrote it).
+    recording_format: str = field(default_factory=lambda: _env("RECORDING_FORMAT", "opus"))
     # Empty: start the embedded PostgreSQL in state_dir.
     database_dsn: str = field(default_factory=lambda: _env("DATABASE_DSN", ""))
     # Empty: the system Asterisk if installed, else the sandbox built by scripts/setup.sh.
@@ -52,6 +83,8 @@ class Settings:
     rtp_end: int = field(default_factory=lambda: _env_int("RTP_END", 10999))
     # How long an agent's phone rings before the call goes back to the queue.
     ring_timeout_seconds: int = field(default_factory=lambda: _env_int("RING_TIMEOUT", 15))
+    # Asterisk's own fallback queue: the longest wait before the resident is told to call again.
+    fallback_wait_seconds: int = field(default_factory=lambda: _env_int("FALLBACK_WAIT", 600))
     wrap_up_seconds: int = field(default_factory=lambda: _env_int("WRAP_UP", 0))
     answer_target_seconds: int = field(default_factory=lambda: _env_int("ANSWER_TARGET", 15))
     # How a waiting call widens to more agents: target (when the 15 s target is at risk),

@@ -27,7 +27,8 @@ from aiohttp import web
 from acd import http as acd_http
 from acd.devices import DeviceTracker
 from acd.engine import Engine
-from acd.service import AcdService
+from acd.live import AcdService
+from acd.presence import PresenceStore
 from acd.service_level import ServiceLevelWindows
 from acd.supervision import Supervision
 from acd.wallboard_hub import WallboardHub
@@ -36,9 +37,14 @@ from agent_client import http as agent_http
 from agent_client.accounts import Agent, AgentDirectory
 from agent_client.desktops import DesktopHub
 from calls import http as call_http
-from calls.callbacks import CallbackDialer
+from calls.callbacks import CallbackDialer, PendingCallbacks
 from calls.fallback import FallbackCalls
-from calls.leftovers import recover_fallback_calls, recover_recordings
+from calls.fallback_members import FallbackMembers
+from calls.leftovers import (
+    recover_fallback_calls,
+    recover_fallback_recordings,
+    recover_recordings,
+)
 from calls.record import CallRecords
 from calls.store import CallStore
 from cases import http as case_http
@@ -50,7 +56,7 @@ from cases.store import CaseStore
 from cityline.config import PROJECT_DIR, Settings
 from db.embedded import EmbeddedPostgres
 from db.migrations import apply_migrations
-from db.pool import create_pool, redact
+from db.pool import DATABASE_UNAVAILABLE, create_pool, redact
 from ivr.audiosocket_server import AudioSocketServer
 from ivr.call_handler import CallHandler, CallSettings
 from ivr.intents import grammar_phrases
@@ -59,7 +65,7 @@ from ivr.prompts import render_prompts
 from ivr.speech import SpeechPool
 from ivr.speech_call import PromptAudio, SpeechPath, SpeechSettings, services_with_phrases
 from ivr.speech_dialog import LANGUAGE_WORDS, YES_NO
-from pbx.ami import AmiLink
+from pbx.ami import AmiLink, live_channels
 from pbx.asterisk import (
     CITY_NUMBER,
     AgentEndpoint,
@@ -70,18 +76,33 @@ from pbx.asterisk import (
 )
 from pbx.fastagi import FastAgiServer
 from pbx.watchdog import AsteriskKeeper, PbxHealth
-from recordings.service import RecordingCollector
+from recordings import http as recording_http
+from recordings.collector import RecordingCollector
+from recordings.retention import RecordingRetention
 from web import health
 from web.app import create_app, setup_pages
 from web.health import add_check
+from web.kit import map_unavailable
 
 log = structlog.get_logger(__name__)
 
 
+DATABASE_UNAVAILABLE_MESSAGE = (
+    "the database is not answering just now; calls go on, and this request can be tried"
+    " again in a few seconds"
+)
+
+# A statement that takes longer means a frozen or overloaded server: the request gets a 503.
+DATABASE_COMMAND_SECONDS = 10.0
+
 SCHEMA_FILES = [
     ("cases", PROJECT_DIR / "cases" / "schema.sql"),
+    ("calls", PROJECT_DIR / "calls" / "schema.sql"),
     ("agent_client", PROJECT_DIR / "agent_client" / "schema.sql"),
     ("services", PROJECT_DIR / "cases" / "services.sql"),
+    ("recordings", PROJECT_DIR / "recordings" / "schema.sql"),
+    ("acd_presence", PROJECT_DIR / "acd" / "presence.sql"),
+    ("pending_callbacks", PROJECT_DIR / "calls" / "pending_callbacks.sql"),
 ]
 
 
@@ -114,6 +135,9 @@ class CityLine:
         self.records: CallRecords | None = None
         self.calls: CallStore | None = None  # reading call records (tests, reports)
         self.pool: asyncpg.Pool | None = None
+        self.recordings: RecordingRetention | None = None
+        self.embedded: EmbeddedPostgres | None = None
+        self.fallback_members: FallbackMembers | None = None
 
     # -- start ----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -128,7 +152,15 @@ class CityLine:
         s.state_dir.mkdir(parents=True, exist_ok=True)
         self.admin_token = self._admin_token()
         pool = await self._start_database()
-        self.records = CallRecords(pool, answer_target_seconds=s.answer_target_seconds)
+        self.records = CallRecords(
+            pool,
+            answer_target_seconds=s.answer_target_seconds,
+            journal_dir=s.state_dir / "call-journal",
+        )
+        await self.records.start()
+        self._running.stops.append(self.records.stop)
+        # What a run left in the journal reaches the database before anything reads it.
+        await self.records.drained(timeout=30.0)
         self.calls = self.records.read
         cases = CaseStore(pool, self.catalogue, self.services)
         self.directory = AgentDirectory(pool, self.catalogue, session_hours=s.session_hours)
@@ -140,6 +172,7 @@ class CityLine:
         log.info("cityline_started", **self.addresses())
 
     async def _start_database(self) -> asyncpg.Pool:
+        embedded: EmbeddedPostgres | None = None
         if not self.dsn:
             # Only one service runs per state directory (cityline.pid): a live server there
             # was left by a run of ours that died, and is ours to stop.
@@ -149,8 +182,15 @@ class CityLine:
             self.dsn = await embedded.start()
             self._running.stops.append(embedded.stop)
             log.info("embedded_postgres_started", dsn=redact(self.dsn))
-        pool = await create_pool(self.dsn)
+        pool = await create_pool(self.dsn, command_timeout=DATABASE_COMMAND_SECONDS)
         self._running.stops.append(pool.close)
+        if embedded is not None:
+            # The server we started is ours to keep up: a dead one is started again.
+            self.embedded = embedded
+            watcher = asyncio.create_task(
+                embedded.watch(on_restart=pool.expire_connections), name="embedded-postgres"
+            )
+            self._running.stops.append(lambda: _cancel(watcher))
         await apply_migrations(pool, SCHEMA_FILES)
         count = await sync_services(pool, self.services)  # the city catalogue file -> table
         log.info("service_catalogue_synced", services=count)
@@ -202,6 +242,13 @@ class CityLine:
         for agent in agents:
             if agent.role == "agent":
                 self.acd.upsert_agent(agent.name, agent.skills)
+        # Agents' states survive a restart: written behind on every change, restored now.
+        assert self.pool is not None and self.directory is not None
+        presence = PresenceStore(self.pool)
+        self.acd.subscribe(presence.on_acd_event)
+        await presence.start()
+        self._running.stops.append(presence.stop)  # after the ACD's stop: the last states
+        await presence.restore(self.acd, with_session=await self.directory.names_with_sessions())
         await self.acd.start()
         self._running.stops.append(self.acd.stop)
         days = asyncio.create_task(_roll_days(stats), name="service-level-days")
@@ -221,7 +268,12 @@ class CityLine:
             asterisk_spool_dir=self.asterisk.spool_dir,
             host_path=self.asterisk.host_path,
             archive_dir=s.recordings_dir,
+            store_format=s.recording_format,
         )
+        assert self.pool is not None
+        pending_callbacks = PendingCallbacks(self.pool)
+        await pending_callbacks.start()
+        self._running.stops.append(pending_callbacks.stop)  # after the dialer has drained
         self.callbacks = CallbackDialer(
             acd=self.acd,
             ami=self.ami,
@@ -230,13 +282,25 @@ class CityLine:
             endpoint_of=self._first_phone,
             send_pop=self.desktops.send_pop,
             ring_timeout_seconds=s.ring_timeout_seconds,
+            pending=pending_callbacks,
         )
         await recover_recordings(self.records, recordings)
-        await recover_fallback_calls(
-            self.records, self.asterisk.queue_log_path, agent_for_endpoint
+        # Followed before asking what is in the queue, so no hang-up falls in between.
+        fallback = FallbackCalls(
+            self.records, agent_for_endpoint=agent_for_endpoint, recordings=recordings
         )
+        fallback.subscribe(self.ami)
+        channels = await live_channels(self.ami)
+        await recover_fallback_calls(
+            self.records, self.asterisk.queue_log_path, agent_for_endpoint,
+            live_channels=channels, follow=fallback.adopt,
+        )  # fmt: skip
+        await self.records.drained(timeout=10.0)  # the rows recovered just now, to look up
+        await recover_fallback_recordings(self.records, recordings, channels)
+        self.acd.waiting_elsewhere = fallback.waiting  # the wallboard counts them as waiting
         self.acd.handle_callbacks(self.callbacks.on_offer)
         self.callbacks.subscribe(self.ami)
+        await self.callbacks.restore()  # callbacks asked for before a restart wait again
         self._running.stops.append(self.callbacks.drain)
         self.handler = CallHandler(
             records=self.records,
@@ -257,14 +321,22 @@ class CityLine:
         )
         self._running.stops.append(self.handler.drain)
         self.handler.subscribe(self.ami)
-        fallback = FallbackCalls(self.records, agent_for_endpoint=agent_for_endpoint)
-        fallback.subscribe(self.ami)
         devices.subscribe(self.ami)
         ami = self.ami
         self.ami.add_reconnect_listener(lambda: devices.reconcile(ami))
         await devices.reconcile(ami)
         follower = asyncio.create_task(fallback.follow(), name="fallback-calls")
+        self._running.stops.append(fallback.drain)
         self._running.stops.append(lambda: _cancel(follower))
+        # The fallback queue rings only agents the ACD has ready or on a call.
+        self.fallback_members = FallbackMembers(self.ami, endpoint_of=self.directory.endpoint_of)
+        self.acd.subscribe(self.fallback_members.on_acd_event)
+        self.fallback_members.want_all(
+            {a: self.acd.agent_view(a)["state"] for a in self.acd.engine.agent_ids()}
+        )
+        self.ami.add_reconnect_listener(self.fallback_members.resync)
+        members = asyncio.create_task(self.fallback_members.run(), name="fallback-members")
+        self._running.stops.append(lambda: _cancel(members))
 
         self.agi = FastAgiServer(
             self.handler, "127.0.0.1", s.agi_port, key=self.asterisk.settings.agi_key
@@ -278,6 +350,7 @@ class CityLine:
         assert self.wallboard is not None and self.desktops is not None and self.pool is not None
         ast = self.asterisk.settings
         app = create_app()
+        map_unavailable(app, DATABASE_UNAVAILABLE, DATABASE_UNAVAILABLE_MESSAGE)
         agent_http.setup(
             app,
             directory=self.directory,
@@ -302,6 +375,12 @@ class CityLine:
         )
         case_http.setup(app, cases=cases, calls=self.records)
         call_http.setup(app, calls=self.records.read)
+        self.recordings = recording_http.setup(
+            app, pool=self.pool, calls=self.records.read, ledger=self.records,
+            retention_days=s.recording_retention_days, archive_dir=s.recordings_dir,
+        )  # fmt: skip
+        sweep = asyncio.create_task(self.recordings.run(), name="recording-retention")
+        self._running.stops.append(lambda: _cancel(sweep))
         open311.setup(app, pool=self.pool)
         setup_pages(app, s.web_vendor_dir)
         health.setup(app)
@@ -367,6 +446,7 @@ class CityLine:
             rtp_start=s.rtp_start,
             rtp_end=s.rtp_end,
             callback_trunk=s.callback_trunk,
+            fallback_wait_seconds=s.fallback_wait_seconds,
         )
         return AsteriskInstance(settings)
 
@@ -409,6 +489,8 @@ class CityLine:
         ]
         self.asterisk.write_agents(endpoints)
         await reload_agents(self.ami)
+        if self.fallback_members is not None:
+            self.fallback_members.resync()  # the reload re-read the members unpaused
         if agent.role == "agent":
             self.acd.upsert_agent(agent.name, agent.skills)
 

@@ -30,7 +30,7 @@ import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -277,6 +277,7 @@ class EmbeddedPostgres:
                 self.timings["server_start_s"] = time.monotonic() - t
         finally:
             lock.close()  # closing the file releases the flock
+        self.port = port  # a restart (watch) listens where the DSN points
         password = self._read_password()
         auth = f"postgres:{password}" if password else "postgres"
         admin = f"postgresql://{auth}@127.0.0.1:{port}/postgres"
@@ -292,6 +293,50 @@ class EmbeddedPostgres:
             **{k: round(v, 3) for k, v in self.timings.items()},
         )
         return self._dsn
+
+    async def watch(
+        self,
+        *,
+        interval: float = 1.0,
+        on_restart: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Start the server again, on the same port, whenever the one this object started dies
+        (killed, crashed); runs until cancelled. `on_restart` runs after each restart (e.g. to
+        drop a pool's dead connections)."""
+        failures = 0
+        while True:
+            await asyncio.sleep(interval if not failures else min(interval * 2**failures, 30.0))
+            pid = self._pid
+            if pid is None or pid_alive(pid):
+                failures = 0
+                continue
+            log.error("embedded_pg.died", pid=pid, data_dir=str(self.data_dir),
+                      server_log=self._log_tail(8))  # fmt: skip
+            t = time.monotonic()
+            try:
+                await self._restart()
+            except Exception as exc:
+                failures += 1
+                log.error("embedded_pg.restart_failed", error=str(exc), attempt=failures)
+                continue
+            failures = 0
+            log.warning("embedded_pg.restarted", old_pid=pid, pid=self._pid, port=self.port,
+                        ms=round((time.monotonic() - t) * 1000, 1))  # fmt: skip
+            if on_restart is not None:
+                try:
+                    await on_restart()
+                except Exception:
+                    log.exception("embedded_pg.on_restart_failed")
+
+    async def _restart(self) -> None:
+        bin_dir = self._bin_dir or find_bin_dir()
+        lock = await asyncio.to_thread(self._lock_data_dir)
+        try:
+            await asyncio.to_thread(clear_stale_lock, self.data_dir, 15.0)
+            await self._start_server(bin_dir)  # self.port: the port the pool's DSN names
+        finally:
+            lock.close()
+        await wait_for_server(self.admin_dsn, timeout=self.start_timeout)
 
     async def stop(self) -> None:
         """Fast shutdown of the server this object started (no-op otherwise)."""

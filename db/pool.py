@@ -24,6 +24,24 @@ _TRANSIENT_CONNECT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# Errors that mean "the database is down, restarting or not answering", at any time (not only
+# when connecting): the request may be retried later, the data is not at fault. Call records
+# keep such facts in their journal; routes answer 503.
+DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # shut down, crashed, starting, cancelled
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InterfaceError,  # "connection is closed", "pool is closing"
+)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """True when `exc` says the database cannot be reached now (as opposed to bad data)."""
+    return isinstance(exc, DATABASE_UNAVAILABLE)
+
+
 # --------------------------------------------------------------------------- DSNs
 
 _KV_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from acd.service import AcdService
+from acd.live import AcdService
 from calls.callbacks import CallbackRequest
 from calls.record import CallRecords
 from cases.catalogue import Catalogue

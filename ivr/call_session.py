@@ -10,16 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Coroutine, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from acd.engine import AcdError, Announcement, Offer
-from acd.service import CallTicket
+from acd.calls import Announcement, Offer
+from acd.engine import AcdError
+from acd.live import CallTicket
 from calls.callbacks import CallbackRequest
-from db.pool import utcnow
+from db.pool import database_unavailable, utcnow
 from ivr.dialog import Ask, KeypadDialog, Route
 from ivr.prompts import position_prompt, wait_prompt
 from ivr.speech_dialog import DEFAULT_LANGUAGE, Goodbye, SpeechRoute, UseKeypad
@@ -34,6 +35,8 @@ CALLBACK_KEY = "1"
 KEYS = "0123456789*#"
 # How long one EXEC Dial may hold the AGI session: ring plus the whole conversation.
 LONGEST_CONVERSATION_SECONDS = 4 * 3600.0
+# The longest a resident waits, in silence, for their case history before being queued.
+CASE_LOOKUP_SECONDS = 2.0
 
 
 class CallSession:
@@ -192,10 +195,12 @@ class CallSession:
     async def _queue_and_connect(self, route: Route) -> bool:
         h = self.h
         caller = self.channel.caller_number
-        history = await h._cases.caller_history(caller)  # ready before any agent rings
+        # Ready before any agent rings; a slow or absent database costs the pop, not the call.
+        history = await self._look_up("caller_history", h._cases.caller_history(caller))
         if route.service_code:  # open cases of the same service there: maybe a known fault
-            self.duplicates = await h._cases.possible_duplicates(
-                route.service_code, address=route.address or ""
+            self.duplicates = await self._look_up(
+                "possible_duplicates",
+                h._cases.possible_duplicates(route.service_code, address=route.address or ""),
             )
         self.phase = "queue"
         self.queued_at = h._clock()
@@ -209,6 +214,24 @@ class CallSession:
                 return True  # the resident asked to be called back and hangs up
             if await self._ring(offer, route, history):
                 return True
+
+    async def _look_up(
+        self, what: str, lookup: Awaitable[list[dict[str, Any]]]
+    ) -> list[dict[str, Any]]:
+        """A read for the screen-pop, bounded: none (and a log line) when the database is away."""
+        if self.h._records.database_down_since is not None:  # known away: not even 2 s
+            if isinstance(lookup, Coroutine):
+                lookup.close()  # never started: no "never awaited" warning
+            log.warning("screen_pop_lookup_skipped", lookup=what, error="database unavailable")
+            return []
+        try:
+            return await asyncio.wait_for(lookup, CASE_LOOKUP_SECONDS)
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
+            log.warning("screen_pop_lookup_skipped", lookup=what, error=repr(exc),
+                        limit_seconds=CASE_LOOKUP_SECONDS)  # fmt: skip
+            return []
 
     async def _wait_in_queue(
         self, ticket: CallTicket, route: Route, history: list[dict[str, Any]]

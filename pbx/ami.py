@@ -481,3 +481,9 @@ def _raise_on_error(action: Mapping[str, ActionValue], message: AmiMessage) -> N
             "Message", "error"
         )  # Command puts it in Output
         raise AmiError(f"{action.get('Action')} failed: {detail}")
+
+
+async def live_channels(ami: AmiLink, *, timeout: float = 10.0) -> set[str]:
+    """The Uniqueids of every channel Asterisk has up now."""
+    channels = await ami.action_list({"Action": "CoreShowChannels"}, timeout=timeout)
+    return {c["Uniqueid"] for c in channels if c.get("Uniqueid")}

@@ -131,6 +131,8 @@ class AsteriskSettings:
     # Sent with every FastAGI call (the dial plan's AGI URL): only this Asterisk knows it.
     agi_key: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     moh_class: str = "default"
+    # How long a resident may wait in the fallback queue before the honest closing message.
+    fallback_wait_seconds: int = 600
     # host:port where calls to residents go (a SIP trunk or gateway); empty: no callbacks.
     callback_trunk: str = ""
     system_name: str = "cityline"
@@ -344,6 +346,8 @@ class AsteriskInstance:
             "run_as": f"runuser = {s.run_as}\nrungroup = {s.run_as}" if self._owner else "",
             "moh_class": s.moh_class,
             "sounds_dir": self.asterisk_sounds_dir,
+            "fallback_wait": s.fallback_wait_seconds,
+            "monitor_dir": self.spool_dir,
             "ice_host_candidates": ice_loopback_mapping(interface_ipv4_addresses()),
         }
 

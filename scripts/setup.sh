@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything CityLine needs on Debian 12 and is safe to run again.
-#   - Debian packages (sipp, debootstrap, espeak-ng, sox, ...)
+#   - Debian packages (sipp, debootstrap, espeak-ng, sox, ffmpeg, ...)
 #   - the Python virtualenv in .venv with the project and its dependencies
 #   - the Asterisk sandbox (Debian sid, built with debootstrap) unless a system Asterisk exists
 #   - the browser libraries the pages use (JsSIP, uPlot) from npm, bundled into build/web
@@ -13,7 +13,8 @@ mkdir -p "$cache"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
-apt_packages=(debootstrap sip-tester espeak-ng sox ca-certificates python3-venv procps chromium)
+# ffmpeg: pydub compresses finished call recordings with it (Opus).
+apt_packages=(debootstrap sip-tester espeak-ng sox ffmpeg ca-certificates python3-venv procps chromium)
 # Node.js only to fetch and bundle the pages' libraries; a machine that has it keeps its own.
 command -v npm >/dev/null 2>&1 || apt_packages+=(nodejs npm)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
-from web.kit import ERROR_IDS, ApiError, domain_status
+from web.kit import ERROR_IDS, ApiError, domain_status, unavailable_error
 
 log = structlog.get_logger(__name__)
 
@@ -39,6 +39,11 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         status = domain_status(request.app, exc)
         if status is not None:
             return _refused(request, ApiError(status, str(exc)))
+        unavailable = unavailable_error(request.app, exc)
+        if unavailable is not None:
+            log.warning("http_unavailable", method=request.method, path=request.path,
+                        error=repr(exc))  # fmt: skip
+            return _refused(request, unavailable)
         log.exception("http_handler_failed", method=request.method, path=request.path)
         return web.json_response(
             {"error": "internal error; it has been logged", "error_id": "internal"}, status=500

@@ -80,6 +80,29 @@ def domain_status(app: web.Application, exc: Exception) -> int | None:
     return None
 
 
+# Errors that mean "something this request needs is down or not answering" (the database):
+# 503 with a clear message and Retry-After, never 500. Registered by the wiring.
+UNAVAILABLE: web.AppKey[list[tuple[tuple[type[BaseException], ...], str]]] = web.AppKey(
+    "unavailable"
+)
+RETRY_AFTER_SECONDS = 5
+
+
+def map_unavailable(
+    app: web.Application, kinds: tuple[type[BaseException], ...], message: str
+) -> None:
+    app.setdefault(UNAVAILABLE, []).append((kinds, message))
+
+
+def unavailable_error(app: web.Application, exc: BaseException) -> ApiError | None:
+    for kinds, message in app.get(UNAVAILABLE, []):
+        if isinstance(exc, kinds):
+            error = ApiError(503, message, retry_after_seconds=RETRY_AFTER_SECONDS)
+            error.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return error
+    return None
+
+
 async def read_object(request: web.Request, max_bytes: int = 64 * 1024) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > max_bytes:
         raise json_error(413, f"body larger than {max_bytes} bytes")

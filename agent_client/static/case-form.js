@@ -209,16 +209,27 @@ export function showSavedAgain() {
   if (desk.lastSavedCase && $("case-saved").dataset.caseId) showSaved(desk.lastSavedCase);
 }
 
+// The recording is fetched with the session's token (never put in a URL) and played from memory,
+// so seeking needs nothing more from the server; the server says what format it is (Opus in Ogg).
+let recordingUrl = null;
+
 async function playRecording(callId) {
   const response = await fetch("/api/calls/" + callId + "/recording", {
     headers: { Authorization: "Bearer " + desk.token },
   });
   if (!response.ok) {
-    $("case-error").textContent = C.t("case.no_recording");
+    // 410: deleted (its retention period ended, or on request); else not stored yet.
+    $("case-error").textContent = C.t(response.status === 410 ? "case.recording_deleted" : "case.no_recording");
     return;
   }
-  const audio = C.element("audio", { controls: "", src: URL.createObjectURL(await response.blob()) });
-  $("case-saved").append(audio);
+  if (recordingUrl) URL.revokeObjectURL(recordingUrl);
+  recordingUrl = URL.createObjectURL(await response.blob());
+  let audio = $("case-saved").querySelector("audio");
+  if (!audio) {
+    audio = C.element("audio", { controls: "", id: "case-recording" });
+    $("case-saved").append(audio);
+  }
+  audio.src = recordingUrl;
   audio.play().catch(() => {});
 }
 

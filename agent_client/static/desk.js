@@ -25,6 +25,13 @@ const { $ } = C;
 const session = C.savedSession("desk");
 
 // -- log-in ----------------------------------------------------------------------------------
+// Why the server ended this desk's session -> what the log-in form says (a log-out: nothing).
+const SESSION_ENDED = {
+  logged_in_elsewhere: "login.ended_elsewhere",
+  logged_out_by_supervisor: "login.ended_by_supervisor",
+  logged_out: "",
+};
+
 function showLogin(messageKey) {
   $("login").hidden = false;
   $("desk").hidden = true;
@@ -152,6 +159,11 @@ function onDeskMessage(message) {
     );
   } else if (message.type === "call") {
     onCallUpdate(message);
+  } else if (message.type === "session_ended") {
+    // Logged in at another desk, or logged out by a supervisor: this desk closes and says why.
+    stop();
+    session.clear();
+    showLogin(message.reason in SESSION_ENDED ? SESSION_ENDED[message.reason] : "login.expired");
   } else if (message.type === "error") {
     console.warn("server refused a desk message:", message.error);
   }

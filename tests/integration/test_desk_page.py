@@ -145,6 +145,30 @@ async def test_browser_softphone_answers_a_real_call_and_saves_the_case(
                 "SELECT call_id FROM case_calls WHERE case_id = $1", known["id"]
             )
             assert linked == call["id"]
+
+            # The saved case's recording plays in the page (stored as Opus in Ogg), and seeks.
+            assert city.calls is not None
+            calls = city.calls
+
+            async def recorded() -> str | None:
+                row = await calls.get_call(call["id"])
+                return row["recording_path"] if row else None
+
+            stored = Path(await eventually(recorded, timeout=30))
+            assert stored.suffix == ".ogg"
+            await page.locator("#case-saved button").click()
+            duration = await (await page.wait_for_function(
+                """() => { const a = document.getElementById("case-recording");
+                           return a && !a.error && a.currentTime > 0.2 ? a.duration : null; }""",
+                timeout=10_000,
+            )).json_value()  # fmt: skip
+            assert abs(duration - _seconds(stored)) < 0.3, duration
+            position = await page.evaluate(
+                """async () => { const a = document.getElementById("case-recording");
+                    const seeked = new Promise((r) => a.addEventListener("seeked", r, { once: true }));
+                    a.currentTime = a.duration / 2; await seeked; return a.currentTime; }"""
+            )
+            assert abs(position - duration / 2) < 1
         except Exception:
             print("\n".join(console_lines()))
             raise
@@ -330,6 +354,34 @@ async def test_bad_logins_are_rate_limited(city: CityLine, http: aiohttp.ClientS
         await expect(page.locator("#login-error")).to_contain_text("Zbyt wiele")
 
 
+async def test_a_desk_whose_session_ended_says_why_and_shows_the_log_in_form(
+    city: CityLine, http: aiohttp.ClientSession
+) -> None:
+    await create_account(city, http, "zofia")
+    url = base_url(city)
+    async with chromium() as browser:
+        _, page = await new_page(browser)
+        await log_in(page, city, "zofia")
+        await expect(page.locator("#desk")).to_be_visible()
+        await eventually(agent_is(city, "zofia", state="paused"))
+        # zofia logs in at another desk: this one closes and says so
+        async with http.post(f"{url}/api/login", json={"name": "zofia", "password": PASSWORD}) as r:
+            assert r.status == 200
+        await expect(page.locator("#login-error")).to_contain_text("innym stanowisku")
+        await expect(page.locator("#desk")).to_be_hidden()
+        # back at this desk; then a supervisor logs her out
+        await log_in(page, city, "zofia")
+        await expect(page.locator("#desk")).to_be_visible()
+        await eventually(agent_is(city, "zofia", state="paused"))
+        async with http.post(
+            f"{url}/api/agents/zofia/logout", headers=admin_headers(city)
+        ) as r:
+            assert r.status == 200, await r.text()
+        await expect(page.locator("#login-error")).to_contain_text("Kierownik zmiany")
+        await expect(page.locator("#desk")).to_be_hidden()
+    assert acd_state(city, "zofia")["state"] == "logged_out"
+
+
 async def test_a_supervisor_is_sent_to_the_wallboard(
     city: CityLine, http: aiohttp.ClientSession
 ) -> None:
@@ -355,6 +407,13 @@ async def _media_flowing(page: Page) -> bool | None:
         }"""
     )
     return True if packets[0] > 10 and packets[1] > 10 else None
+
+
+def _seconds(path: Path) -> float:
+    from pydub import AudioSegment
+
+    with path.open("rb") as f:
+        return len(AudioSegment.from_file(f, format="ogg")) / 1000
 
 
 async def _true(value: bool) -> bool | None:

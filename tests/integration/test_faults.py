@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -36,6 +37,14 @@ async def test_service_down_callers_reach_an_agent_through_the_fallback_queue(
         call = await only_call(city)
         assert (call["outcome"], call["agent"]) == ("fallback", "gus")
         assert call["answered_at"] is not None and call["answered_within_target"] is True
+
+        async def recorded() -> str | None:  # every answered call is recorded, this one too
+            assert city.calls is not None
+            row = await city.calls.get_call(call["id"])
+            return row["recording_path"] if row else None
+
+        path = await eventually(recorded, timeout=30)
+        assert Path(path).is_file() and Path(path).stat().st_size > 44  # more than a header
     finally:
         await gus.leave()
 
@@ -43,7 +52,8 @@ async def test_service_down_callers_reach_an_agent_through_the_fallback_queue(
 async def test_a_fault_mid_call_hands_the_caller_to_the_fallback_queue(
     city: CityLine, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    hal = await AgentAtDesk(city, http, "hal", {"lang:en": 3, "group:roads": 3}).arrive(ready=False)
+    # Ready: the fallback queue rings only agents the ACD has ready (or on a call).
+    hal = await AgentAtDesk(city, http, "hal", {"lang:en": 3, "group:roads": 3}).arrive()
     try:
         assert city.handler is not None
 
@@ -169,7 +179,9 @@ async def test_calls_the_fallback_queue_took_while_the_service_was_gone_get_reco
     assert call["answered_within_target"] is True
     assert second.calls is not None
     kinds = [e["kind"] for e in await second.calls.call_events(call["id"])]
-    assert kinds == ["arrived", "recovered_from_queue_log"]
+    # The dial plan recorded the conversation; the restart files it under the call.
+    assert kinds == ["arrived", "recovered_from_queue_log", "recording_recovered"]
+    assert call["recording_path"] and Path(call["recording_path"]).is_file()
     # A second restart does not record it twice.
     await second.stop()
     third = await make_city(instance_name=first.settings.instance_name)

@@ -14,6 +14,7 @@ import pytest
 from pbx.ami import AmiLink, AmiMessage
 from pbx.asterisk import AgentEndpoint, AsteriskInstance, reload_agents
 from tests.support.asterisk import ami_link, free_port, running_asterisk
+from tests.support.polling import eventually as poll
 from tests.support.requirements import require
 
 pytestmark = pytest.mark.integration
@@ -59,10 +60,9 @@ async def test_asterisk_does_not_run_as_root(asterisk: AsteriskInstance) -> None
         status = Path(f"/proc/{pid}/status").read_text()
         return int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
 
-    deadline = time.monotonic() + 10
-    while uid_of(asterisk.pid) == 0 and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
-    uid = uid_of(asterisk.pid)
+    pid = asterisk.pid
+    await poll(lambda: uid_of(pid) != 0, 10)  # it drops to its user just after starting
+    uid = uid_of(pid)
     assert uid != 0
     manager = (asterisk.etc_dir / "manager.conf").stat()
     assert manager.st_uid == uid and manager.st_mode & 0o077 == 0

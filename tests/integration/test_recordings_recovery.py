@@ -3,6 +3,7 @@ its call record at the next start: nothing recorded is lost to a crash or a rest
 
 from __future__ import annotations
 
+import stat
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +36,10 @@ async def test_a_recording_left_in_the_spool_reaches_its_call_at_the_next_start(
     archived = Path(call["recording_path"])
     assert archived.is_file() and archived.stat().st_size == 4004
     assert archived.is_relative_to(second.settings.recordings_dir)
+    # Not audio ffmpeg can read, so kept as it was, and as private as any recording.
+    assert archived.suffix == ".wav"
+    assert stat.S_IMODE(archived.stat().st_mode) == 0o600
+    assert stat.S_IMODE(archived.parent.stat().st_mode) == 0o700
     assert not (spool / f"{call_id}.wav").exists()
     assert (spool / "not-a-call.wav").exists()  # not ours to move
     events = [e["kind"] for e in await second.calls.call_events(call_id)]

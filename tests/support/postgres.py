@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import os
 import secrets
 import shutil
+import signal
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +24,7 @@ from pathlib import Path
 import asyncpg
 import structlog
 
-from db.embedded import EmbeddedPostgres
+from db.embedded import EmbeddedPostgres, _processes_in, free_port
 from db.migrations import apply_migrations
 from db.pool import create_pool, redact, with_database
 
@@ -214,3 +216,55 @@ class TemplateDatabases:
             await conn.execute(sql)
         finally:
             await conn.close()
+
+
+class OwnServer:
+    """A PostgreSQL server for one fault test alone, so freezing or stopping it touches no
+    other test (the session's server may be shared): ``await OwnServer.start()``, then
+    freeze()/thaw() (SIGSTOP/SIGCONT to every process of the server: the postmaster and each
+    connection's backend), stop(), start_again() (same port, same data), kill() (-9, the
+    postmaster only, as a crash), close()."""
+
+    def __init__(self, server: EmbeddedPostgres, tmp: Path) -> None:
+        self.server = server
+        self.tmp = tmp
+        self._frozen: list[int] = []
+
+    @classmethod
+    async def start(cls) -> OwnServer:
+        tmp = await asyncio.to_thread(_make_server_dir)
+        # A fixed port: started again, it listens where the services' DSNs point.
+        server = EmbeddedPostgres(tmp / "data", port=free_port(), settings=TEST_SERVER_SETTINGS)
+        await server.start()
+        return cls(server, tmp)
+
+    @property
+    def dsn(self) -> str:
+        return self.server.dsn
+
+    def processes(self) -> list[int]:
+        return _processes_in(self.server.data_dir)
+
+    def freeze(self) -> None:
+        self._frozen = self.processes()
+        assert self._frozen, "no server process to freeze"
+        for pid in self._frozen:
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in self._frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        self._frozen = []
+
+    async def stop(self) -> None:
+        await self.server.stop()
+
+    async def start_again(self) -> None:
+        await self.server.start()  # the port it had: the services' DSNs still point there
+
+    async def close(self) -> None:
+        self.thaw()
+        with contextlib.suppress(Exception):
+            await self.server.stop()
+        await asyncio.to_thread(shutil.rmtree, self.tmp, True)

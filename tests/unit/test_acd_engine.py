@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from acd.agents import TRANSITIONS, AcdError, AgentEvent, AgentState
-from acd.calls import CallState
-from acd.engine import Engine, Offer
+from acd.calls import CallState, Offer
+from acd.engine import Engine
 from acd.reports import explain, snapshot
 from acd.widening import FixedTimerWidening, Rung, StrictQueues, TargetDrivenWidening
+from tests.support.acd_invariants import check_invariants
 
 PL_ROADS = {"lang:pl": 5, "group:roads": 5}
 PL_WASTE = {"lang:pl": 5, "group:waste": 5}
@@ -24,7 +25,7 @@ def ready_agent(engine: Engine, agent_id: str, skills: dict[str, int], now: floa
     engine.upsert_agent(agent_id, skills, now)
     engine.login(agent_id, now)
     offers = engine.set_ready(agent_id, now)
-    engine.check_invariants()
+    check_invariants(engine)
     return offers
 
 
@@ -42,6 +43,62 @@ def test_login_lands_paused_with_reason() -> None:
     e.login("a", 1)
     assert e.agent_state("a") is AgentState.PAUSED
     assert e.agent_info("a")["pause_reason"] == "login"
+
+
+def _agent_in(state: AgentState) -> tuple[Engine, str | None]:
+    """An engine whose agent "a" is in `state`; the call it holds, if any."""
+    e = Engine(widening=StrictQueues(), wrap_up_seconds=30)
+    e.upsert_agent("a", PL_ROADS, 0)
+    if state is AgentState.LOGGED_OUT:
+        return e, None
+    e.login("a", 1)
+    if state is AgentState.PAUSED:
+        e.pause("a", "lunch", 2)
+        return e, None
+    e.set_ready("a", 2)
+    if state is AgentState.READY:
+        return e, None
+    e.enqueue("c", language="pl", group="roads", now=3)
+    if state is AgentState.RINGING:
+        return e, "c"
+    e.answered("c", 4)
+    if state is AgentState.ON_CALL:
+        return e, "c"
+    e.call_ended("c", 5)
+    assert e.agent_state("a") is AgentState.WRAP_UP
+    return e, None
+
+
+@pytest.mark.parametrize(
+    "state", [AgentState.READY, AgentState.PAUSED, AgentState.WRAP_UP, AgentState.LOGGED_OUT]
+)
+def test_a_log_in_in_any_state_without_a_call_lands_paused_for_login(state: AgentState) -> None:
+    e, _ = _agent_in(state)
+    assert e.login("a", 10) == []
+    info = e.agent_info("a")
+    assert (info["state"], info["pause_reason"], info["since"]) == ("paused", "login", 10)
+    assert info["wrap_until"] is None
+    check_invariants(e)
+    e.enqueue("c2", language="pl", group="roads", now=11)
+    assert e.tick(100) == []  # not offered anything until the agent says ready
+    assert e.agent_state("a") is AgentState.PAUSED
+
+
+@pytest.mark.parametrize("state", [AgentState.RINGING, AgentState.ON_CALL])
+def test_a_log_in_during_a_call_keeps_the_call(state: AgentState) -> None:
+    e, call_id = _agent_in(state)
+    before = e.agent_info("a")
+    assert e.login("a", 10) == []
+    assert e.agent_info("a") == before
+    assert call_id is not None and e.call_info(call_id).agent_id == "a"
+    check_invariants(e)
+
+
+def test_a_log_out_when_logged_out_changes_nothing() -> None:
+    e, _ = _agent_in(AgentState.LOGGED_OUT)
+    before = e.agent_info("a")
+    assert e.logout("a", 10) == []
+    assert e.agent_info("a") == before
 
 
 @pytest.mark.parametrize(
@@ -103,7 +160,7 @@ def test_full_call_cycle_with_wrap_up() -> None:
     assert e.tick(109) == []
     assert e.next_deadline() == 110
     assert e.tick(110) == [Offer("c2", "a", 0)]
-    e.check_invariants()
+    check_invariants(e)
     assert e.call_info("c1").outcome == "answered"
 
 
@@ -274,7 +331,7 @@ def test_target_driven_waits_at_its_rung_while_every_wider_agent_is_busy() -> No
     e.answered("other", 2)
     assert e.call_ended("other", 11) == []
     assert e.tick(11.5) == [Offer("c", "waste", 3)]
-    e.check_invariants()
+    check_invariants(e)
 
 
 def test_a_freed_agent_serves_its_own_queue_before_a_call_at_risk_elsewhere() -> None:
@@ -365,6 +422,40 @@ def test_failed_callback_retries_then_becomes_follow_up() -> None:
     [fu] = e.pop_follow_ups()
     assert (fu.call_id, fu.number, fu.attempts) == ("c1", "+48111", 2)
     assert e.pop_follow_ups() == []
+
+
+def test_a_restored_callback_waits_in_its_place_with_its_failures_counted() -> None:
+    e = Engine(widening=StrictQueues(), callback_max_attempts=2)
+    e.enqueue("new", language="pl", group="roads", now=100)  # queued after the restart
+    # requested at t=40, before the restart; one attempt had failed already
+    assert e.restore_callback(
+        "old", language="pl", group="roads", number="+48111", enqueued_at=40,
+        failed_attempts=1, now=101,
+    ) == []  # fmt: skip
+    check_invariants(e)
+    assert e.position("old", 101)[0] == 1 and e.position("new", 101)[0] == 2
+    [offer] = ready_agent(e, "a", PL_ROADS, 102)
+    assert offer == Offer("old", "a", 0, "+48111")
+    assert e.callback_result("old", False, 103) == [Offer("new", "a", 0)]
+    [fu] = e.pop_follow_ups()  # its second failure was its last
+    assert (fu.call_id, fu.attempts) == ("old", 2)
+    assert e.call_info("old").outcome == "callback_failed"
+    with pytest.raises(AcdError, match="already enqueued"):
+        e.restore_callback(
+            "old", language="pl", group="roads", number="+48111", enqueued_at=40, now=104
+        )
+    with pytest.raises(AcdError, match="number"):
+        e.restore_callback("x", language="pl", group="roads", number="", enqueued_at=1, now=104)
+
+
+def test_a_restored_callback_is_offered_at_once_to_a_ready_agent() -> None:
+    e = strict()
+    ready_agent(e, "a", PL_ROADS, 0)
+    offers = e.restore_callback(
+        "old", language="pl", group="roads", number="+48111", enqueued_at=-50, now=1
+    )
+    assert offers == [Offer("old", "a", 0, "+48111")]
+    check_invariants(e)
 
 
 def test_announcements_period_and_overflow() -> None:

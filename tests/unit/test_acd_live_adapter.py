@@ -6,7 +6,7 @@ import asyncio
 
 from acd.engine import Engine
 from acd.events import AcdEvent, AgentChanged, CallOffered
-from acd.service import AcdService
+from acd.live import AcdService
 
 
 class Clock:

@@ -15,10 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from acd.agents import AcdError
-from acd.calls import CallState
-from acd.engine import Engine, Offer
+from acd.calls import CallState, Offer
+from acd.engine import Engine
 from acd.reports import snapshot
 from acd.widening import FixedTimerWidening, Rung, StrictQueues, TargetDrivenWidening
+from tests.support.acd_invariants import check_invariants
 
 LANGS = ["pl", "en"]
 GROUPS = ["roads", "waste", "parks"]
@@ -187,11 +188,11 @@ def test_random_sequences_keep_every_promise(policy: str, ops: list[Any]) -> Non
         except AcdError as error:
             assert str(error)
             assert snapshot(engine, now) == before, f"{op} failed but changed state"
-            engine.check_invariants()
+            check_invariants(engine)
             continue
         if op[0] == "enqueue":
             enqueued.add(f"c{op[1]}")
-        engine.check_invariants()
+        check_invariants(engine)
         held = [o.agent_id for o in offers]
         assert len(held) == len(set(held)), "one agent offered two calls at once"
         for offer in offers:
@@ -232,9 +233,9 @@ def test_a_ready_agent_never_idles_next_to_a_call_it_may_take(
         engine.set_ready(f"a{i}", 0)
     for j, (lang, group) in enumerate(calls):
         engine.enqueue(f"c{j}", language=lang, group=group, now=1 + j)
-        engine.check_invariants()  # includes: no ready agent in a pool with a waiting call
+        check_invariants(engine)  # includes: no ready agent in a pool with a waiting call
     engine.tick(1000)
-    engine.check_invariants()
+    check_invariants(engine)
 
 
 def legal_biased_run(engine: Engine, rng: Any, steps: int) -> tuple[int, set[str]]:
@@ -299,10 +300,10 @@ def legal_biased_run(engine: Engine, rng: Any, steps: int) -> tuple[int, set[str
             else:
                 offers = engine.set_reachable(agent_id, rng.random() < 0.7, now)
         except AcdError:
-            engine.check_invariants()
+            check_invariants(engine)
             continue
         offers += engine.tick(now)
-        engine.check_invariants()
+        check_invariants(engine)
         offers_made += len(offers)
         for offer in offers:
             assert agent_fits(engine, offer), offer

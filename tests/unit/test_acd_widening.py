@@ -10,11 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from acd.calls import CallState
-from acd.engine import Engine, Offer
+from acd.calls import CallState, Offer
+from acd.engine import Engine
 from acd.simulator import Simulation, load_scenario
 from acd.widening import FixedTimerWidening, Rung, StrictQueues, TargetDrivenWidening
 from bench.bench_acd_city import early_shift, perfect_pooling
+from tests.support.acd_invariants import check_invariants
 
 LADDER = (
     Rung(group_min=4, lang_min=3),
@@ -139,7 +140,7 @@ def test_simulated_runs_keep_every_promise(policy: str, agents: int, seed: int) 
 
     sim._route = checked_route  # type: ignore[method-assign]
     result = sim.run()
-    sim.engine.check_invariants()
+    check_invariants(sim.engine)
     assert result.overall["offered"] == len(sim.calls)
     for call_id in sim.calls:  # no call lost: each one finished with an outcome, or still live
         info = sim.engine.call_info(call_id)

@@ -1,55 +1,14 @@
-"""Pure rules behind the agent desk: login throttling, agents' phones, case fields, addresses."""
+"""Pure rules behind the agent desk: agents' phones, case fields, addresses (log-in throttling:
+test_login_throttle.py)."""
 
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from acd.devices import DeviceTracker, web_phone
-from agent_client.limits import LoginThrottle, ThrottleLimits
 from cases.services import CatalogueError, check_attributes, load_services
 from cases.store import haversine_m, street_words
 from pbx.asterisk import ice_loopback_mapping
-
-# -- login throttle ----------------------------------------------------------------------------
-
-
-def test_five_wrong_passwords_make_the_sixth_attempt_wait() -> None:
-    throttle = LoginThrottle(ThrottleLimits(window_seconds=300, per_name=5, per_address=20))
-    for second in range(5):
-        assert throttle.retry_after("ola", "127.0.0.1", now=second) == 0
-        throttle.failed("ola", "127.0.0.1", now=second)
-    # the oldest failure (t=0) leaves the window at t=300
-    assert throttle.retry_after("ola", "127.0.0.1", now=10) == pytest.approx(290)
-    assert throttle.retry_after("ola", "127.0.0.1", now=300.5) == 0
-
-
-def test_a_success_clears_the_account_but_not_the_address() -> None:
-    throttle = LoginThrottle(ThrottleLimits(per_name=2, per_address=3))
-    throttle.failed("ola", "10.0.0.9", now=0)
-    throttle.failed("ola", "10.0.0.9", now=1)
-    throttle.succeeded("ola")
-    assert throttle.retry_after("ola", "10.0.0.9", now=2) == 0
-    throttle.failed("piotr", "10.0.0.9", now=3)
-    assert throttle.retry_after("kasia", "10.0.0.9", now=4) > 0  # spraying from one address
-
-
-def test_other_accounts_are_not_locked_by_one_guesser() -> None:
-    throttle = LoginThrottle(ThrottleLimits(per_name=3, per_address=100))
-    for second in range(3):
-        throttle.failed("ola", "127.0.0.1", now=second)
-    assert throttle.retry_after("ola", "127.0.0.1", now=5) > 0
-    assert throttle.retry_after("jan", "127.0.0.1", now=5) == 0
-
-
-@given(st.lists(st.tuples(st.sampled_from("abcdefgh"), st.sampled_from("xyz")), max_size=300))
-def test_memory_stays_bounded(failures: list[tuple[str, str]]) -> None:
-    throttle = LoginThrottle(ThrottleLimits(tracked_keys=6))
-    for second, (name, address) in enumerate(failures):
-        throttle.failed(name, address, now=second)
-    assert len(throttle._failures) <= 6
-
 
 # -- agents' phones ----------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from acd.board import (
     wallboard_state,
 )
 from acd.engine import Engine
-from acd.service import AcdService
+from acd.live import AcdService
 from acd.service_level import ServiceLevelWindows
 
 

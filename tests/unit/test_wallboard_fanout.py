@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from acd.engine import Engine
-from acd.service import AcdService
+from acd.live import AcdService
 from acd.service_level import ServiceLevelWindows
 from acd.wallboard_hub import WallboardHub
 

@@ -10,7 +10,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from acd.engine import Engine
-from acd.service import AcdService
+from acd.live import AcdService
 from acd.service_level import ServiceLevelWindows
 from acd.supervision import (
     Supervision,

@@ -16,7 +16,8 @@ from typing import Any
 import structlog
 
 from acd import reports
-from acd.engine import AcdError, Announcement, Engine, FollowUp, Offer
+from acd.calls import Announcement, FollowUp, Offer
+from acd.engine import AcdError, Engine
 from acd.events import AcdEvent, AgentChanged, CallOffered, QueueChanged
 
 log = structlog.get_logger(__name__)
@@ -66,6 +67,8 @@ class AcdService:
         self._listeners: list[Listener] = []
         self._ticker: asyncio.Task[None] | None = None
         self._callback_handler: CallbackHandler | None = None
+        # Residents waiting outside this ACD (Asterisk's fallback queue): (count, longest wait).
+        self.waiting_elsewhere: Callable[[float], tuple[int, float]] | None = None
 
     # -- life cycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -187,6 +190,24 @@ class AcdService:
         """The resident pressed 1 and hangs up: the call keeps its place, no session waits."""
         self._apply(lambda now: self.engine.request_callback(call_id, number, now))
         self._tickets.pop(call_id, None)
+
+    def restore_callback(
+        self,
+        call_id: str,
+        *,
+        language: str,
+        group: str | None,
+        number: str,
+        enqueued_at: float,
+        failed_attempts: int = 0,
+    ) -> None:
+        """A callback requested before a restart waits again in its place (no session waits)."""
+        self._apply(
+            lambda now: self.engine.restore_callback(
+                call_id, language=language, group=group or ANY_GROUP, number=number,
+                enqueued_at=enqueued_at, failed_attempts=failed_attempts, now=now,
+            )
+        )  # fmt: skip
 
     def callback_result(self, call_id: str, ok: bool) -> None:
         agent = self._agent_of(call_id)
