@@ -23,13 +23,14 @@ from structlog.testing import capture_logs
 
 from acd.devices import DeviceTracker
 from acd.engine import Engine
-from acd.service import AcdService
+from acd.live import AcdService
 from acd.widening import StrictQueues
 from calls.callbacks import CallbackDialer, CallbackRequest
 from calls.fallback import FallbackCalls
 from ivr.call_handler import CallHandler, CallSettings, LiveCall
 from pbx.ami import AmiLink, _Manager, _Protocol
 from tests.fuzz.hostile import cut, fuzz_settings, seeds
+from tests.support.acd_invariants import check_invariants
 
 # Bounded by example counts; the timeout only catches a run gone wrong on a loaded machine.
 pytestmark = pytest.mark.timeout(600)
@@ -214,7 +215,7 @@ def check_state(rig: Rig) -> None:
         t.exception() for t in rig.spawned if t.done() and not t.cancelled() and t.exception()
     ]
     assert not failed, failed
-    rig.acd.engine.check_invariants()
+    check_invariants(rig.acd.engine)
     for agent in ENDPOINTS.values():
         if agent in rig.devices._registered:  # once a phone was seen, the ACD follows it
             assert rig.acd.agent_view(agent)["reachable"] == bool(rig.devices.phones_of(agent))
@@ -243,9 +244,11 @@ async def ordinary_events_still_work(rig: Rig) -> None:
     await rig.settle()
     entered = [c for c, kind, _ in rig.records.events if kind == "fallback"]
     assert entered, "the fallback call was not recorded"
+    followed = entered[-1]
     rig.feed(b"Event: Hangup\r\nUniqueid: 1700000097.7\r\nCause: 16\r\n\r\n")
     await rig.settle()
-    assert (entered[-1], "ended", {"outcome": "fallback"}) in rig.records.events
+    ended = [d for c, kind, d in rig.records.events if c == followed and kind == "ended"]
+    assert ended == [{"outcome": "fallback_abandoned"}], ended
 
 
 @contextlib.contextmanager
