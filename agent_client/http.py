@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import json
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -35,6 +34,7 @@ from web.kit import (
     Principal,
     json_error,
     map_errors,
+    parse_json_object,
     principal,
     read_object,
     text_field,
@@ -290,8 +290,11 @@ async def desktop_socket(request: web.Request) -> web.WebSocketResponse:
 def _handle_desktop_message(app: web.Application, agent: Agent, text: str) -> dict[str, Any]:
     """Answer one message from a desktop; bad ones get an error reply, never a crash."""
     try:
-        body = json.loads(text)
-        if not isinstance(body, dict) or not isinstance(body.get("type"), str):
+        # The request kit's reader, not json.loads: deep nesting raised RecursionError past the
+        # handlers below, failing the handler mid-socket (the 500 it wrote corrupted the
+        # connection); NUL and lone surrogates would reach the ACD and the presence store.
+        body = parse_json_object(text)
+        if not isinstance(body.get("type"), str):
             raise ValueError("a message is a JSON object with a string 'type'")
         kind = body["type"]
         if kind == "ping":
