@@ -69,10 +69,10 @@ class Api:
     async def refresh(self) -> None:
         """New sessions for the agent and the supervisor (a fuzzed log-out or log-in ends
         them); straight from the directory, so the log-in throttle never stands in the way."""
+        directory = self.city.directory
+        assert directory is not None
         for who, name in (("agent", AGENT), ("supervisor", SUPERVISOR)):
-            result = await self.city.directory.authenticate(name, PASSWORD)  # type: ignore[union-attr]
-            assert result is not None
-            self.tokens[who] = result[1]
+            self.tokens[who] = await directory.open_session(directory.by_name[name])
 
     async def send(
         self,

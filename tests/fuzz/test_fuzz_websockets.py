@@ -63,6 +63,7 @@ class Sockets:
     board_reader: asyncio.Task[None] | None = None
     markers: int = 0
     done: bool = False  # we are closing the sockets ourselves
+    desk_used_at: float = 0.0
 
     def has_time(self, test: str, share: float) -> bool:
         deadline = self.deadlines.setdefault(test, time.monotonic() + share * BUDGET_SECONDS)
@@ -74,6 +75,12 @@ class Sockets:
     # -- the desktop --------------------------------------------------------------------------
 
     async def open_desk(self) -> aiohttp.ClientWebSocketResponse:
+        # A client answers the server's heartbeat pings only while it reads: a desk left idle
+        # (examples skipped once time is up, a slow machine) may have been closed for that.
+        idle = time.monotonic() - self.desk_used_at > 5
+        self.desk_used_at = time.monotonic()
+        if self.desk is not None and not self.desk.closed and idle:
+            await self.desk.close()
         if self.desk is None or self.desk.closed:
             self.desk = await self.http.ws_connect(
                 self.ws_url("/ws/agent", self.token), max_msg_size=0
