@@ -65,6 +65,9 @@ class FallbackCalls:
         self._clock = clock
         self._events: asyncio.Queue[dict[str, str]] = asyncio.Queue()
         self.following: dict[str, FollowedCall] = {}  # by Asterisk uniqueid
+        # Entered the queue (the UserEvent is queued here) but not followed yet: their hang-up
+        # may come in the same read, before follow() has got to the UserEvent.
+        self._entering: set[str] = set()
 
     def subscribe(self, ami: AmiLink) -> None:
         ami.subscribe("UserEvent", self._on_user_event)
@@ -73,10 +76,12 @@ class FallbackCalls:
 
     def _on_user_event(self, event: Mapping[str, str]) -> None:
         if event.get("UserEvent") == "CityLineFallback":
+            self._entering.add(event.get("Uniqueid", ""))
             self._events.put_nowait(dict(event))
 
     def _on_followed_call(self, event: Mapping[str, str]) -> None:
-        if event.get("Uniqueid") in self.following:
+        uniqueid = event.get("Uniqueid")
+        if uniqueid in self.following or uniqueid in self._entering:
             self._events.put_nowait(dict(event))
 
     def waiting(self, _now: float | None = None) -> tuple[int, float]:
@@ -108,7 +113,10 @@ class FallbackCalls:
     async def _on_event(self, event: dict[str, str]) -> None:
         uniqueid = event.get("Uniqueid", "")
         if event.get("Event") == "UserEvent":
-            await self._entered(uniqueid, event)
+            try:
+                await self._entered(uniqueid, event)
+            finally:
+                self._entering.discard(uniqueid)
             return
         call = self.following.get(uniqueid)
         if call is None:
