@@ -159,6 +159,9 @@ class Rig:
         self.devices.subscribe(self.link)
         self.seen: list[str] = []
         self.link.add_listener(lambda event: self.seen.append(event.get("Seq", "")))
+        # the fallback calls the stream says are in the queue (True) or have hung up (False)
+        self.in_fallback: dict[str, bool] = {}
+        self.link.add_listener(self._fallback_seen)
 
         # state for the hostile events to hit: a call in progress, a callback being dialled
         self.live = LiveCall(LIVE_CALL, LIVE_UNIQUEID)
@@ -181,6 +184,13 @@ class Rig:
         ]
         self._seq = 0
 
+    def _fallback_seen(self, event: Mapping[str, str]) -> None:
+        uniqueid = event.get("Uniqueid", "")
+        if event.get("Event") == "UserEvent" and event.get("UserEvent") == "CityLineFallback":
+            self.in_fallback[uniqueid] = True
+        elif event.get("Event") == "Hangup" and uniqueid in self.in_fallback:
+            self.in_fallback[uniqueid] = False
+
     def feed(self, data: bytes) -> None:
         self.protocol.data_received(data)
 
@@ -201,6 +211,10 @@ class Rig:
             raise AssertionError("the event stream stopped")
         for _ in range(20):  # the fallback follower and spawned tasks run their turn
             await asyncio.sleep(0)
+        # every call in the fallback queue is followed until its hang-up, however the events
+        # were cut into reads
+        followed = {u: u in self.fallback.following for u in self.in_fallback}
+        assert followed == self.in_fallback, (followed, self.in_fallback)
 
     async def close(self) -> None:
         for task in self.tasks + list(self.callbacks._tasks):
@@ -416,6 +430,18 @@ class EventStream(RuleBasedStateMachine):
     @rule(event=sent)
     def again(self, event: dict[str, Any]) -> None:
         self.rig.push(event)
+
+    @rule(
+        uniqueid=st.sampled_from([*_U, "1700000055.5"]),
+        then=st.lists(
+            st.sampled_from(["AgentConnect", "Hangup", "DTMFEnd", "DialEnd"]), max_size=3
+        ),
+    )
+    def fallback_call(self, uniqueid: str, then: list[str]) -> None:
+        """A call enters the fallback queue, what follows it in the same read."""
+        self.rig.push({"Event": "UserEvent", "UserEvent": "CityLineFallback", "Uniqueid": uniqueid})
+        for name in then:
+            self.rig.push({"Event": name, "Uniqueid": uniqueid, "Interface": "PJSIP/ep-bob"})
 
     @rule()
     def handled(self) -> None:
