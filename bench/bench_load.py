@@ -346,15 +346,9 @@ class Bench:
 
         pg = PostgresBackends(self.db)
         await pg.start()
+        fill = concurrent / rate  # seconds until sipp has placed the first N calls
         t0, wall0 = time.monotonic(), time.time()
-        before = {
-            "service": cpu_seconds(self.service.pid) or 0.0,
-            "asterisk": cpu_seconds(self.asterisk_pid) or 0.0,
-            "agents_sipp": cpu_seconds(self.agent_phones.pid) or 0.0,
-            "residents_sipp": children_cpu_seconds(),
-            "driver": self_cpu_seconds(),
-            "machine": machine_busy_seconds(),
-        }
+        at_start = self._cpu(pg, None)
         residents = await start_residents(
             self.service.sip_port,
             work=self.work / f"phase{self.phases:02d}",
@@ -371,16 +365,25 @@ class Bench:
         self.residents.append(residents)
         memory: list[dict[str, float | None]] = []
         stop_at = t0 + seconds
+        # CPU while the calls are held: from the first sample after the fill-up to the stop.
+        at_fill: tuple[float, dict[str, float]] | None = None
+        seen_midway: dict[str, Any] | None = None
         while time.monotonic() < stop_at and residents.running:
             await asyncio.sleep(min(self.args.sample_seconds, max(0.0, stop_at - time.monotonic())))
             await pg.sample()
+            now = time.monotonic() - t0
+            if at_fill is None and now >= fill:
+                at_fill = (now, self._cpu(pg, residents))
+            if seen_midway is None and now >= (fill + seconds) / 2:
+                seen_midway = await asyncio.to_thread(what_else_runs)
             memory.append({
-                "t": round(time.monotonic() - t0, 1),
+                "t": round(now, 1),
                 "service_mib": rss_mib(self.service.pid),
                 "asterisk_mib": rss_mib(self.asterisk_pid),
                 "calls": _current_calls(residents),
             })  # fmt: skip
         stopped_at = time.monotonic() - t0
+        at_stop = self._cpu(pg, residents)
         residents.stop_calling()
         drain_limit = patience + 30.0
         log(f"{label}: stopped placing calls after {stopped_at:.0f} s; draining"
@@ -395,21 +398,14 @@ class Bench:
                 break
         await pg.sample()
         elapsed = time.monotonic() - t0
-        cpu = {
-            "service": (cpu_seconds(self.service.pid) or 0.0) - before["service"],
-            "asterisk": (cpu_seconds(self.asterisk_pid) or 0.0) - before["asterisk"],
-            "generator_residents_sipp": children_cpu_seconds() - before["residents_sipp"],
-            "generator_agents_sipp": (cpu_seconds(self.agent_phones.pid) or 0.0)
-            - before["agents_sipp"],
-            "postgres_backends": pg.used(),
-            "bench_driver": self_cpu_seconds() - before["driver"],
-        }
-        machine = machine_busy_seconds() - before["machine"]
-        cpu_percent = {k: round(v * 100 / elapsed, 1) for k, v in cpu.items()}
-        cpu_percent["everything_else"] = round((machine - sum(cpu.values())) * 100 / elapsed, 1)
-        cpu_percent["machine_total"] = round(machine * 100 / elapsed, 1)
+        at_end = self._cpu(pg, None)
+        cpu_phase = _cpu_percent(at_start, at_end, elapsed)
+        cpu_held = (
+            _cpu_percent(at_fill[1], at_stop, stopped_at - at_fill[0])
+            if at_fill is not None and stopped_at - at_fill[0] >= 1.0
+            else None
+        )
 
-        fill = concurrent / rate  # seconds until sipp has placed the first N calls
         figures = await self.judge(label, prefix, residents, wall0, fill, stopped_at)
         figures.update({
             "concurrent_target": concurrent,
@@ -418,11 +414,28 @@ class Bench:
             "phase_seconds": round(elapsed, 1),
             "drained": drained,
             "agents": {"registered": registered, **readiness},
-            "cpu_percent_of_one_core": cpu_percent,
-            "cpu_seconds": {k: round(v, 1) for k, v in cpu.items()}
-            | {"machine": round(machine, 1)},
+            # % of one core (200 = both cores): while the N calls were held, and over the
+            # whole phase (fill-up and drain included).
+            "cpu_percent_while_held": cpu_held,
+            "cpu_held_window_seconds": [round(at_fill[0], 1), round(stopped_at, 1)]
+            if at_fill
+            else None,
+            "cpu_percent_whole_phase": cpu_phase,
+            "what_else_ran_midway": seen_midway,
             "memory_samples": memory,
         })  # fmt: skip
+        mean_calls = figures["concurrent_calls_while_placing"]["mean_after_fill"]
+        if cpu_held and mean_calls:
+            per_call = {
+                k: round(cpu_held[k] / mean_calls, 3)
+                for k in ("service", "asterisk", "postgres_backends")
+            }
+            per_call["generator"] = round(
+                (cpu_held["generator_residents_sipp"] + cpu_held["generator_agents_sipp"])
+                / mean_calls,
+                3,
+            )
+            figures["cpu_percent_per_concurrent_call"] = per_call
         figures["memory"] = {
             "service_rss_mib": _first_last_max([m["service_mib"] for m in memory]),
             "asterisk_rss_mib": _first_last_max([m["asterisk_mib"] for m in memory]),
@@ -436,6 +449,24 @@ class Bench:
             "slope_window_seconds": [round(fill, 1), round(stopped_at, 1)],
         }
         return figures
+
+    def _cpu(self, pg: PostgresBackends, residents: SippProcess | None) -> dict[str, float]:
+        """Cumulative CPU seconds of each party now. The residents' sipp is read from /proc
+        while it runs (residents given), else from the ended children's total."""
+        residents_cpu = (
+            cpu_seconds(residents.pid) if residents is not None and residents.running else None
+        )
+        return {
+            "service": cpu_seconds(self.service.pid) or 0.0,
+            "asterisk": cpu_seconds(self.asterisk_pid) or 0.0,
+            "generator_residents_sipp": residents_cpu
+            if residents_cpu is not None
+            else children_cpu_seconds(),
+            "generator_agents_sipp": cpu_seconds(self.agent_phones.pid) or 0.0,
+            "postgres_backends": pg.used(),
+            "bench_driver": self_cpu_seconds(),
+            "machine": machine_busy_seconds(),
+        }
 
     async def judge(
         self,
@@ -463,6 +494,7 @@ class Bench:
         incomplete: dict[str, int] = {}
         misrouted = 0
         key_to_ring, key_to_ivr_end, ivr_end_to_offer, offer_to_ring = [], [], [], []
+        answer_to_ivr = []  # the 200 OK to the service's first sight of the call (AGI)
         for number, events in calls.items():
             found = by_number.get(number, [])
             problem = _record_problem(found)
@@ -471,6 +503,9 @@ class Bench:
             if not found:
                 continue
             row = found[0]
+            answered = events.first("ANSWERED")
+            if answered is not None and row["arrived_at"] is not None:
+                answer_to_ivr.append((row["arrived_at"].timestamp() - answered) * 1000)
             if (row["language"], row["service_group"]) != EXPECTED_ROUTE:
                 misrouted += 1
                 continue  # the last key is not what queued this call
@@ -525,7 +560,9 @@ class Bench:
                 "misrouted_ivr": misrouted,
             },
             "key_to_ring_ms": spread(key_to_ring),
+            # From the call records' times (the service's clock, the same machine's).
             "split_ms": {
+                "answer_to_ivr_start": spread(answer_to_ivr),
                 "key_end_to_ivr_done": spread(key_to_ivr_end),
                 "ivr_done_to_offered": spread(ivr_end_to_offer),
                 "offered_to_ring": spread(offer_to_ring),
@@ -568,6 +605,19 @@ def _record_problem(rows: Sequence[asyncpg.Record]) -> str | None:
         return f"outcome {row['outcome']}"
     missing = [name for name in REQUIRED if row[name] is None]
     return f"missing {', '.join(missing)}" if missing else None
+
+
+def _cpu_percent(
+    before: dict[str, float], after: dict[str, float], seconds: float
+) -> dict[str, float]:
+    """Each party's CPU between two snapshots as % of one core, the machine's total and
+    what the machine spent on everything else (other work on it, the kernel)."""
+    used = {k: after[k] - before[k] for k in before if k != "machine"}
+    machine = after["machine"] - before["machine"]
+    percent = {k: round(v * 100 / seconds, 1) for k, v in used.items()}
+    percent["everything_else"] = round((machine - sum(used.values())) * 100 / seconds, 1)
+    percent["machine_total"] = round(machine * 100 / seconds, 1)
+    return percent
 
 
 def _window(
@@ -839,7 +889,7 @@ def step_held(step: dict[str, Any], limit_ms: float) -> tuple[bool, str]:
 
 def step_line(step: dict[str, Any]) -> str:
     k, c, r = step["key_to_ring_ms"], step["calls"], step["records"]
-    cpu = step["cpu_percent_of_one_core"]
+    cpu = step["cpu_percent_while_held"] or step["cpu_percent_whole_phase"]
     return (
         f"{step['label']:>9}: {c['placed']} calls, at once max"
         f" {step['concurrent_calls_while_placing']['max']}"
@@ -849,6 +899,22 @@ def step_line(step: dict[str, Any]) -> str:
         f" CPU service {cpu['service']}% Asterisk {cpu['asterisk']}%"
         f" sipp {cpu['generator_residents_sipp'] + cpu['generator_agents_sipp']:.1f}%"
         f" postgres {cpu['postgres_backends']}% other {cpu['everything_else']}%"
+        f" machine {cpu['machine_total']}%"
+    )
+
+
+def cpu_line(step: dict[str, Any]) -> str:
+    """Who used the cores while the calls were held, and per concurrent call."""
+    cpu = step["cpu_percent_while_held"] or step["cpu_percent_whole_phase"]
+    per = step.get("cpu_percent_per_concurrent_call") or {}
+    return (
+        f"CPU % of one core: service {cpu['service']}, Asterisk {cpu['asterisk']},"
+        f" postgres {cpu['postgres_backends']}, residents' sipp"
+        f" {cpu['generator_residents_sipp']}, agents' sipp {cpu['generator_agents_sipp']},"
+        f" driver {cpu['bench_driver']}, everything else {cpu['everything_else']}"
+        f" (machine {cpu['machine_total']} of {100 * (os.cpu_count() or 1)});"
+        f" per call: service {per.get('service')}, Asterisk {per.get('asterisk')},"
+        f" postgres {per.get('postgres_backends')}, generator {per.get('generator')}"
     )
 
 
@@ -856,12 +922,14 @@ def report(figures: dict[str, Any]) -> None:
     print("concurrency steps (key -> ring from the generator's side):")
     for step in figures.get("steps", []):
         print("  " + step_line(step) + ("" if step["held"] else f"  [failed: {step['why_not']}]"))
+        print("      " + cpu_line(step))
     print(f"largest step held: {figures.get('largest_step_held')}")
     soak = figures.get("soak")
     if soak:
         m = soak["memory"]
         print("soak:")
         print("  " + step_line(soak))
+        print("      " + cpu_line(soak))
         print(
             f"  service RSS {m['service_rss_mib']} MiB, slope {m['service_slope_mib_per_hour']}"
             f" MiB/h; Asterisk RSS {m['asterisk_rss_mib']} MiB, slope"
