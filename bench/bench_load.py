@@ -43,11 +43,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -64,6 +64,7 @@ from bench.common import ServiceUnderTest, percentile, service_process, write_re
 from cityline.simulated.sipp import free_udp_port
 from cityline.simulated.sipp_load import (
     KEY_END_OFFSET,
+    CallTimes,
     SippProcess,
     calls_by_number,
     error_summary,
@@ -344,6 +345,7 @@ class Bench:
         log(f"{label}: {concurrent} calls at once for {seconds:.0f} s"
             f" (sipp -r {rate:.2f} -l {concurrent}), numbers {prefix}...")  # fmt: skip
 
+        agent_errors_from = self.agent_phones.errors_size()
         pg = PostgresBackends(self.db)
         await pg.start()
         fill = concurrent / rate  # seconds until sipp has placed the first N calls
@@ -422,6 +424,7 @@ class Bench:
             else None,
             "cpu_percent_whole_phase": cpu_phase,
             "what_else_ran_midway": seen_midway,
+            "agents_sipp_errors": error_summary(self.agent_phones.errors_text(agent_errors_from)),
             "memory_samples": memory,
         })  # fmt: skip
         mean_calls = figures["concurrent_calls_while_placing"]["mean_after_fill"]
@@ -487,6 +490,10 @@ class Bench:
 
         reached = [n for n in calls if agent_side.get(n) and agent_side[n].first("ANSWER")]
         lost = sorted(set(calls) - set(reached))
+        lost_by_reason: dict[str, int] = {}
+        for number in lost:
+            reason = _lost_reason(calls[number], agent_side.get(number), by_number.get(number))
+            lost_by_reason[reason] = lost_by_reason.get(reason, 0) + 1
         ended_by_agent = [
             n for n in reached if calls[n].first("PBX_BYE") and agent_side[n].first("AGENT_BYE")
         ]
@@ -540,6 +547,7 @@ class Bench:
                 "ended_by_agent_hanging_up": len(ended_by_agent),
                 "lost": len(lost),
                 "caller_gave_up": len(caller_gave_up),
+                "lost_by_reason": lost_by_reason,
                 "lost_examples": lost[:10],
                 "sipp_successful": _int(last.get("SuccessfulCall(C)")),
                 "sipp_failed": _int(last.get("FailedCall(C)")),
@@ -593,6 +601,23 @@ REQUIRED = (
     "arrived_at", "ivr_ended_at", "queued_at", "offered_at", "answered_at", "ended_at",
     "agent", "recording_path",
 )  # fmt: skip
+
+
+def _lost_reason(
+    resident: CallTimes, agent: CallTimes | None, rows: Sequence[asyncpg.Record] | None
+) -> str:
+    """Why a resident's call never reached an agent, from both sides and the record."""
+    if resident.first("ANSWERED") is None:
+        return "never answered by the PBX"
+    if agent is None or agent.first("RING") is None:
+        outcome = rows[0]["outcome"] if rows else "no record"
+        return f"no agent rang ({outcome})"
+    record = (
+        "record says answered"
+        if rows and rows[0]["outcome"] == "answered"
+        else "record not answered"
+    )
+    return f"agent rang, never got the ACK ({record})"
 
 
 def _record_problem(rows: Sequence[asyncpg.Record]) -> str | None:
@@ -753,6 +778,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--keep-going", action="store_true", help="run every step even after one fails"
     )
+    parser.add_argument(
+        "--keep-files",
+        action="store_true",
+        help="keep sipp's scenarios, logs and statistics (the work directory is in the JSON)",
+    )
     args = parser.parse_args(argv)
     args.step_list = [int(s) for s in args.steps.split(",") if s.strip()]
     low, _, high = args.talk.partition("-")
@@ -791,6 +821,29 @@ async def main(argv: list[str] | None = None) -> int:
         "what_else_runs": [what_else_runs()],
     }  # fmt: skip
     work = Path(os.environ.get("TMPDIR", "/tmp")) / f"cityline-load-{os.getpid()}"
+    figures["work_dir"] = str(work)
+    try:
+        await run(args, figures, work, largest, agent_count, talk)
+    except BaseException as exc:  # Ctrl-C or a failure: keep what was measured so far
+        figures["interrupted"] = repr(exc)
+        raise
+    finally:
+        path = write_result("load", figures)
+        report(figures)
+        print(f"written to {path}")
+        if not args.keep_files and "interrupted" not in figures:
+            await asyncio.to_thread(shutil.rmtree, work, True)
+    return 0
+
+
+async def run(
+    args: argparse.Namespace,
+    figures: dict[str, Any],
+    work: Path,
+    largest: int,
+    agent_count: int,
+    talk: list[float],
+) -> None:
     sipps: list[SippProcess] = []
     bench: Bench | None = None
     async with service_process(rtp_ports=max(1000, RTP_PORTS_PER_CALL * largest)) as service:
@@ -851,22 +904,13 @@ async def main(argv: list[str] | None = None) -> int:
                 phones.stop_calling()
                 if await phones.wait(15) is None:
                     await phones.kill()
-                figures["agents_sipp_errors"] = error_summary(phones.errors_text())
+                figures["agents_sipp_errors_total"] = error_summary(phones.errors_text())
         finally:
             kill_on_exit(*sipps, *(bench.residents if bench else []))
             await db.close()
             state = Path(service.env["CITYLINE_STATE_DIR"])
             figures["service_log"] = service_log_summary(state / "service.log")
             figures["asterisk_log"] = asterisk_log_summary(asterisk_log_path(service))
-
-    path = write_result("load", figures)
-    report(figures)
-    print(f"written to {path}")
-    with contextlib.suppress(OSError):
-        import shutil
-
-        shutil.rmtree(work, ignore_errors=True)
-    return 0
 
 
 def step_held(step: dict[str, Any], limit_ms: float) -> tuple[bool, str]:

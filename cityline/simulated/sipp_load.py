@@ -210,8 +210,20 @@ class SippProcess:
     def log_text(self) -> str:
         return _read(self.log_file)
 
-    def errors_text(self) -> str:
-        return _read(self.error_file)
+    def errors_text(self, since: int = 0) -> str:
+        """sipp's error file, from byte ``since`` on (a long-running process's later part)."""
+        try:
+            with self.error_file.open("rb") as f:
+                f.seek(since)
+                return f.read().decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def errors_size(self) -> int:
+        try:
+            return self.error_file.stat().st_size
+        except FileNotFoundError:
+            return 0
 
     def stats(self) -> list[dict[str, str]]:
         """Rows of sipp's statistics file (-trace_stat), oldest first."""
