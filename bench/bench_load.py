@@ -125,6 +125,32 @@ def rss_mib(pid: int) -> float | None:
     return int(fields[21]) * PAGE / 2**20
 
 
+def runqueue_wait_seconds(pid: int) -> float | None:
+    """Seconds a thread (the process's main thread for a pid) has spent runnable but waiting
+    for a CPU (/proc/<pid>/schedstat, second field)."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def thread_states(pid: int) -> dict[str, int]:
+    """A process's threads, and how many of them are runnable right now."""
+    threads = runnable = 0
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return {"threads": 0, "runnable": 0}
+    for task in tasks:
+        try:
+            state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        threads += 1
+        runnable += state == "R"
+    return {"threads": threads, "runnable": runnable}
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds the whole machine spent busy (all cores), from /proc/stat."""
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -369,6 +395,7 @@ class Bench:
         stop_at = t0 + seconds
         # CPU while the calls are held: from the first sample after the fill-up to the stop.
         at_fill: tuple[float, dict[str, float]] | None = None
+        waits_at_fill: dict[str, float | None] = {}
         seen_midway: dict[str, Any] | None = None
         while time.monotonic() < stop_at and residents.running:
             await asyncio.sleep(min(self.args.sample_seconds, max(0.0, stop_at - time.monotonic())))
@@ -376,8 +403,15 @@ class Bench:
             now = time.monotonic() - t0
             if at_fill is None and now >= fill:
                 at_fill = (now, self._cpu(pg, residents))
+                waits_at_fill = self._waits(residents)
             if seen_midway is None and now >= (fill + seconds) / 2:
                 seen_midway = await asyncio.to_thread(what_else_runs)
+                seen_midway["asterisk_threads"] = await asyncio.to_thread(
+                    thread_states, self.asterisk_pid
+                )
+                seen_midway["service_threads"] = await asyncio.to_thread(
+                    thread_states, self.service.pid
+                )
             memory.append({
                 "t": round(now, 1),
                 "service_mib": rss_mib(self.service.pid),
@@ -386,6 +420,7 @@ class Bench:
             })  # fmt: skip
         stopped_at = time.monotonic() - t0
         at_stop = self._cpu(pg, residents)
+        waits_at_stop = self._waits(residents)
         residents.stop_calling()
         drain_limit = patience + 30.0
         log(f"{label}: stopped placing calls after {stopped_at:.0f} s; draining"
@@ -424,6 +459,11 @@ class Bench:
             else None,
             "cpu_percent_whole_phase": cpu_phase,
             "what_else_ran_midway": seen_midway,
+            # While held: ms per second that the service's event loop thread and the
+            # residents' sipp main thread were ready to run but waited for a CPU.
+            "runqueue_wait_ms_per_second": _wait_rates(
+                waits_at_fill, waits_at_stop, stopped_at - at_fill[0] if at_fill else 0.0
+            ),
             "agents_sipp_errors": error_summary(self.agent_phones.errors_text(agent_errors_from)),
             "memory_samples": memory,
         })  # fmt: skip
@@ -452,6 +492,13 @@ class Bench:
             "slope_window_seconds": [round(fill, 1), round(stopped_at, 1)],
         }
         return figures
+
+    def _waits(self, residents: SippProcess) -> dict[str, float | None]:
+        return {
+            "service_event_loop": runqueue_wait_seconds(self.service.pid),
+            "residents_sipp": runqueue_wait_seconds(residents.pid),
+            "agents_sipp": runqueue_wait_seconds(self.agent_phones.pid),
+        }
 
     def _cpu(self, pg: PostgresBackends, residents: SippProcess | None) -> dict[str, float]:
         """Cumulative CPU seconds of each party now. The residents' sipp is read from /proc
@@ -643,6 +690,19 @@ def _cpu_percent(
     percent["everything_else"] = round((machine - sum(used.values())) * 100 / seconds, 1)
     percent["machine_total"] = round(machine * 100 / seconds, 1)
     return percent
+
+
+def _wait_rates(
+    before: dict[str, float | None], after: dict[str, float | None], seconds: float
+) -> dict[str, float] | None:
+    if seconds <= 0:
+        return None
+    rates = {}
+    for name, start in before.items():
+        end = after.get(name)
+        if start is not None and end is not None:
+            rates[name] = round((end - start) * 1000 / seconds, 1)
+    return rates
 
 
 def _window(
@@ -958,7 +1018,8 @@ def cpu_line(step: dict[str, Any]) -> str:
         f" driver {cpu['bench_driver']}, everything else {cpu['everything_else']}"
         f" (machine {cpu['machine_total']} of {100 * (os.cpu_count() or 1)});"
         f" per call: service {per.get('service')}, Asterisk {per.get('asterisk')},"
-        f" postgres {per.get('postgres_backends')}, generator {per.get('generator')}"
+        f" postgres {per.get('postgres_backends')}, generator {per.get('generator')};"
+        f" waited for a CPU (ms/s): {step.get('runqueue_wait_ms_per_second')}"
     )
 
 
