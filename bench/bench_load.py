@@ -367,7 +367,8 @@ class Bench:
             log(f"{label}: agents registered {registered}/{len(self.agents)}, {readiness}")
         rate = FILL_FACTOR * concurrent / self.expected_call_seconds
         max_calls = concurrent + math.ceil(rate * seconds)
-        patience = self.args.patience or (max(self.talk) + 60.0)
+        # Room for a call whose keys the IVR missed (its menus retry for about a minute).
+        patience = self.args.patience or (max(self.talk) + 120.0)
         log(f"{label}: {concurrent} calls at once for {seconds:.0f} s"
             f" (sipp -r {rate:.2f} -l {concurrent}), numbers {prefix}...")  # fmt: skip
 
@@ -546,7 +547,7 @@ class Bench:
         ]
         caller_gave_up = [n for n in calls if calls[n].first("CALLER_BYE")]
         incomplete: dict[str, int] = {}
-        misrouted = 0
+        misrouted: dict[str, int] = {}
         key_to_ring, key_to_ivr_end, ivr_end_to_offer, offer_to_ring = [], [], [], []
         answer_to_ivr = []  # the 200 OK to the service's first sight of the call (AGI)
         for number, events in calls.items():
@@ -560,8 +561,12 @@ class Bench:
             answered = events.first("ANSWERED")
             if answered is not None and row["arrived_at"] is not None:
                 answer_to_ivr.append((row["arrived_at"].timestamp() - answered) * 1000)
-            if (row["language"], row["service_group"]) != EXPECTED_ROUTE:
-                misrouted += 1
+            route = (row["language"], row["service_group"])
+            if route != EXPECTED_ROUTE:
+                # en/waste: a key taken twice; en/None: the group key missed; pl/...: the
+                # language key missed (the IVR was not listening yet, or a key was lost).
+                name = f"{route[0]}/{route[1] or 'none'}"
+                misrouted[name] = misrouted.get(name, 0) + 1
                 continue  # the last key is not what queued this call
             last_key = events.first(f"KEY{len(KEYS) - 1}")
             side = agent_side.get(number)
@@ -612,7 +617,8 @@ class Bench:
                 "complete": len(calls) - sum(incomplete.values()),
                 "incomplete": sum(incomplete.values()),
                 "incomplete_by_reason": incomplete,
-                "misrouted_ivr": misrouted,
+                "misrouted_ivr": sum(misrouted.values()),
+                "misrouted_by_route": misrouted,
             },
             "key_to_ring_ms": spread(key_to_ring),
             # From the call records' times (the service's clock, the same machine's).
@@ -821,7 +827,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--patience", type=float, default=0.0,
                         help="seconds a resident waits after the last key before hanging up"
-                        " (default: the longest talk plus 60)")  # fmt: skip
+                        " (default: the longest talk plus 120)")  # fmt: skip
     parser.add_argument("--p95-limit-ms", type=float, default=100.0)
     parser.add_argument(
         "--agents",
