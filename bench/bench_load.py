@@ -894,7 +894,7 @@ async def main(argv: list[str] | None = None) -> int:
         figures["interrupted"] = repr(exc)
         raise
     finally:
-        path = write_result("load", figures)
+        path = write_result("load_no_media" if args.no_media else "load", figures)
         report(figures)
         print(f"written to {path}")
         if not args.keep_files and "interrupted" not in figures:
