@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import json
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -35,6 +34,7 @@ from web.kit import (
     Principal,
     json_error,
     map_errors,
+    parse_json_object,
     principal,
     read_object,
     text_field,
@@ -56,6 +56,7 @@ AGENTS_CHANGED: web.AppKey[Callable[[Agent], Awaitable[None]]] = web.AppKey("age
 routes = web.RouteTableDef()
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_WS_MESSAGE = 16 * 1024
+MAX_TOKEN = 512
 
 
 def _token_of(request: web.Request) -> str | None:
@@ -70,6 +71,10 @@ async def authenticate(request: web.Request) -> Principal:
     token = _token_of(request)
     if not token:
         raise json_error(401, "missing bearer token")
+    # Tokens are URL-safe ASCII. A header's bytes that are not UTF-8 arrive as lone surrogates,
+    # which encode() below would fail on (a 500 before authentication): no such token exists.
+    if not token.isascii() or len(token) > MAX_TOKEN:
+        raise json_error(401, "session unknown or expired; log in again")
     if hmac.compare_digest(token.encode(), request.app[ADMIN_TOKEN].encode()):
         return Principal("admin", "admin")
     agent = await request.app[DIRECTORY].agent_for_token(token)
@@ -285,8 +290,11 @@ async def desktop_socket(request: web.Request) -> web.WebSocketResponse:
 def _handle_desktop_message(app: web.Application, agent: Agent, text: str) -> dict[str, Any]:
     """Answer one message from a desktop; bad ones get an error reply, never a crash."""
     try:
-        body = json.loads(text)
-        if not isinstance(body, dict) or not isinstance(body.get("type"), str):
+        # The request kit's reader, not json.loads: deep nesting raised RecursionError past the
+        # handlers below, failing the handler mid-socket (the 500 it wrote corrupted the
+        # connection); NUL and lone surrogates would reach the ACD and the presence store.
+        body = parse_json_object(text)
+        if not isinstance(body.get("type"), str):
             raise ValueError("a message is a JSON object with a string 'type'")
         kind = body["type"]
         if kind == "ping":

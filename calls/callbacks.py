@@ -268,7 +268,12 @@ class CallbackDialer:
                 self._spawn(self._done(call_id, event.get("DialStatus", "")))
 
     async def _answered(self, call_id: str) -> None:
-        request = self.requests[call_id]
+        # Looked up again: a report for the same callback may have finished it meanwhile
+        # (these run as tasks, after the event that started them).
+        request = self.requests.get(call_id)
+        if request is None:
+            log.info("callback_report_after_the_end", call_id=call_id, report="answered")
+            return
         answered = utcnow()
         wait = answered.timestamp() - request.queued_at
         agent = self._agent_of(call_id)
@@ -281,7 +286,10 @@ class CallbackDialer:
         await self._event(call_id, "callback_answered", agent=agent)
 
     async def _done(self, call_id: str, dial_status: str) -> None:
-        request = self.requests[call_id]
+        request = self.requests.get(call_id)
+        if request is None:  # a repeated report: the first one finished the callback
+            log.info("callback_report_after_the_end", call_id=call_id, report="done")
+            return
         if dial_status == "ANSWER":
             self._acd_safely(lambda: self._acd.finish(call_id, talked=True))
             del self.requests[call_id]

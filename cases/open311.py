@@ -12,7 +12,7 @@ from aiohttp import web
 
 from cases.services import LANGUAGES, to_open311, to_open311_definition
 from cases.services_store import get_service, list_services, row_to_service
-from web.kit import json_error, to_json
+from web.kit import json_error, path_text, to_json
 
 SERVICES_POOL: web.AppKey[asyncpg.Pool] = web.AppKey("services_pool", asyncpg.Pool)
 DEFAULT_LANGUAGE = LANGUAGES[0]
@@ -37,7 +37,7 @@ async def services_list(request: web.Request) -> web.Response:
 @routes.get("/open311/v2/services/{code}.json")
 async def service_definition(request: web.Request) -> web.Response:
     language = _language(request)
-    code = request.match_info["code"]
+    code = path_text(request.match_info["code"], "service code", max_len=100)
     row = await get_service(request.app[SERVICES_POOL], code)
     if row is None:
         raise json_error(404, f"no service {code}")

@@ -82,8 +82,25 @@ ReconnectListener = Callable[[], Awaitable[None] | None]
 _RELOGGED_IN = object()  # queue marker: run reconnect listeners at this point of the stream
 
 
+# Headers that say what a message is. Asterisk writes each once, first; a repeat can only come
+# from a UserEvent's body, which is dial plan text holding a caller's number (commas in it make
+# headers). panoramisk fails on the list and drops the connection, so the first value is kept.
+_SINGLE_HEADERS = ("Event", "Response", "ActionID", "CommandID")
+
+
 class _Protocol(AMIProtocol):
     def handle_message(self, message: Any) -> None:
+        # Called inside data_received: an exception here would drop the connection.
+        try:
+            for key in _SINGLE_HEADERS:
+                value = message.get(key)
+                if isinstance(value, list):
+                    message[key] = value[0]
+            self._handle(message)
+        except Exception:
+            log.exception("ami_message_unreadable")
+
+    def _handle(self, message: Any) -> None:
         if "event" in message and "response" not in message:
             pending = self.responses.get(message.id)
             if pending is None and message.action_id:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -91,7 +92,35 @@ COMMON_STATIC = Path(__file__).resolve().parent / "static"  # shared by every pa
 def add_page(app: web.Application, path: str, html: Path, static_prefix: str) -> None:
     """A page of a folder: its HTML at `path`, its scripts and styles under `static_prefix`."""
     app.router.add_get(path, _serve_file(html))
-    app.router.add_static(static_prefix, html.parent)
+    add_files(app, static_prefix, html.parent)
+
+
+def add_files(app: web.Application, prefix: str, directory: Path) -> None:
+    """The files in `directory` (and below it) under `prefix`.
+
+    Not aiohttp's add_static: since aiohttp 3.10 its 404 and 403 are decided while the answer is
+    sent, so they leave as empty octet-streams that no middleware can turn into a JSON error.
+    Here a name that is not a file inside `directory` (traversal, a link out, NUL, bytes that are
+    no file name) is a 404 before any answer is made.
+    """
+    root = directory.resolve()
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        path = await asyncio.to_thread(_file_inside, root, request.match_info["name"])
+        if path is None:
+            raise web.HTTPNotFound()
+        return web.FileResponse(path)
+
+    app.router.add_get(prefix.rstrip("/") + "/{name:.+}", serve)
+
+
+def _file_inside(root: Path, name: str) -> Path | None:
+    try:
+        path = (root / name).resolve()
+        path.relative_to(root)
+        return path if path.is_file() else None
+    except (ValueError, OSError):  # outside root, NUL, surrogates, a name too long
+        return None
 
 
 def setup_pages(app: web.Application, vendor_dir: Path) -> None:
@@ -102,9 +131,9 @@ def setup_pages(app: web.Application, vendor_dir: Path) -> None:
         raise web.HTTPFound("/desk")
 
     app.router.add_get("/", home)
-    app.router.add_static("/static/common", COMMON_STATIC)
+    add_files(app, "/static/common", COMMON_STATIC)
     if vendor_dir.is_dir():
-        app.router.add_static("/vendor", vendor_dir)
+        add_files(app, "/vendor", vendor_dir)
     else:
         log.error("page_libraries_missing", dir=str(vendor_dir), fix="run scripts/setup.sh")
 

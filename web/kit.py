@@ -176,6 +176,14 @@ def text_field(
     return value.strip()
 
 
+def path_text(value: str, name: str, *, max_len: int = 200) -> str:
+    """A name taken from a path or query string (a code, a key): at most `max_len` characters
+    and none that PostgreSQL cannot store, else 400 (a NUL reaching a query is a 500)."""
+    if len(value) > max_len or _UNSTORABLE.search(value):
+        raise json_error(400, f"{name}: at most {max_len} characters, no NUL or invalid ones")
+    return value
+
+
 def parse_uuid(value: Any, name: str) -> uuid.UUID:
     try:
         return uuid.UUID(str(value))
