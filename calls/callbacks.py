@@ -319,9 +319,7 @@ class CallbackDialer:
             created_by="callback",
         )
         self._forget(call_id)  # the case carries it from here
-        await self._records.update(
-            uuid.UUID(call_id), outcome="callback_failed", ended_at=utcnow()
-        )
+        await self._records.update(uuid.UUID(call_id), outcome="callback_failed", ended_at=utcnow())
         await self._event(call_id, "case_created", case_id=case["id"], agent_id="callback")
         await self._event(call_id, "callback_follow_up_case", case_id=case["id"])
         log.warning("callback_follow_up_case", call_id=call_id, case_id=case["id"])

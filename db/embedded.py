@@ -98,9 +98,21 @@ def ensure_system_user(name: str = DEFAULT_SYSTEM_USER) -> str:
     useradd = shutil.which("useradd") or "/usr/sbin/useradd"
     try:
         subprocess.run(
-            [useradd, "--system", "--user-group", "--no-create-home",
-             "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name],
-            check=True, capture_output=True, text=True, timeout=30,
+            [
+                useradd,
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                name,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
         log.info("embedded_pg.user_created", user=name)
         return name
@@ -111,8 +123,11 @@ def ensure_system_user(name: str = DEFAULT_SYSTEM_USER) -> str:
             pwd.getpwnam(name)
             return name
         log.warning(
-            "embedded_pg.user_create_failed", user=name, fallback=FALLBACK_SYSTEM_USER,
-            error=repr(exc), stderr=stderr.strip(),
+            "embedded_pg.user_create_failed",
+            user=name,
+            fallback=FALLBACK_SYSTEM_USER,
+            error=repr(exc),
+            stderr=stderr.strip(),
         )
         return FALLBACK_SYSTEM_USER
 
@@ -265,7 +280,9 @@ class EmbeddedPostgres:
             running = _read_postmaster_pid(self.data_dir)
             if running is not None and running[1] is not None:
                 log.warning(
-                    "embedded_pg.reusing_running_server", pid=running[0], port=running[1],
+                    "embedded_pg.reusing_running_server",
+                    pid=running[0],
+                    port=running[1],
                     data_dir=str(self.data_dir),
                 )
                 port = running[1]
@@ -287,7 +304,9 @@ class EmbeddedPostgres:
         self._dsn = with_database(admin, self.database)
         self.timings["total_s"] = time.monotonic() - t0
         log.info(
-            "embedded_pg.started", dsn=redact(self._dsn), pid=self._pid,
+            "embedded_pg.started",
+            dsn=redact(self._dsn),
+            pid=self._pid,
             user=self._run_as.name if self._run_as else None,
             data_dir=str(self.data_dir),
             **{k: round(v, 3) for k, v in self.timings.items()},
@@ -355,17 +374,33 @@ class EmbeddedPostgres:
         t = time.monotonic()
         for mode in ("fast", "immediate"):
             result = subprocess.run(
-                [str(bin_dir / "pg_ctl"), "stop", "-D", str(self.data_dir), "-m", mode,
-                 "-w", "-t", "30"],
-                capture_output=True, text=True, cwd="/", env=self._env(),
-                **self._popen_user(), check=False,
+                [
+                    str(bin_dir / "pg_ctl"),
+                    "stop",
+                    "-D",
+                    str(self.data_dir),
+                    "-m",
+                    mode,
+                    "-w",
+                    "-t",
+                    "30",
+                ],
+                capture_output=True,
+                text=True,
+                cwd="/",
+                env=self._env(),
+                **self._popen_user(),
+                check=False,
             )
             if result.returncode == 0:
-                log.info("embedded_pg.stopped", pid=pid, mode=mode,
-                         ms=round((time.monotonic() - t) * 1000, 1))
+                log.info(
+                    "embedded_pg.stopped",
+                    pid=pid,
+                    mode=mode,
+                    ms=round((time.monotonic() - t) * 1000, 1),
+                )
                 return
-            log.warning("embedded_pg.stop_failed", pid=pid, mode=mode,
-                        stderr=result.stderr.strip())
+            log.warning("embedded_pg.stop_failed", pid=pid, mode=mode, stderr=result.stderr.strip())
         raise EmbeddedPostgresError(f"could not stop PostgreSQL (pid {pid}) in {self.data_dir}")
 
     async def __aenter__(self) -> EmbeddedPostgres:
@@ -457,9 +492,19 @@ class EmbeddedPostgres:
                 os.chown(tmp, self._run_as.uid, self._run_as.gid)
                 os.chown(pwfile, self._run_as.uid, self._run_as.gid)
             code, out = await self._run(
-                [str(bin_dir / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
-                 f"--pwfile={pwfile}", "--auth-host=scram-sha-256", "--auth-local=peer",
-                 "--encoding=UTF8", "--no-locale", "--no-instructions"],
+                [
+                    str(bin_dir / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    "postgres",
+                    f"--pwfile={pwfile}",
+                    "--auth-host=scram-sha-256",
+                    "--auth-local=peer",
+                    "--encoding=UTF8",
+                    "--no-locale",
+                    "--no-instructions",
+                ],
                 time_limit=120,
             )
         finally:
@@ -487,9 +532,19 @@ class EmbeddedPostgres:
                 *(f"-c {k}={shlex.quote(v)}" for k, v in self.settings.items()),
             ]
             code, out = await self._run(
-                [str(bin_dir / "pg_ctl"), "start", "-D", str(self.data_dir),
-                 "-l", str(self.data_dir / SERVER_LOG), "-w",
-                 "-t", str(int(self.start_timeout)), "-o", " ".join(opts)],
+                [
+                    str(bin_dir / "pg_ctl"),
+                    "start",
+                    "-D",
+                    str(self.data_dir),
+                    "-l",
+                    str(self.data_dir / SERVER_LOG),
+                    "-w",
+                    "-t",
+                    str(int(self.start_timeout)),
+                    "-o",
+                    " ".join(opts),
+                ],
                 time_limit=self.start_timeout + 10,
             )
             if code == 0:
@@ -536,16 +591,22 @@ class EmbeddedPostgres:
     async def _run(self, argv: list[str], *, time_limit: float) -> tuple[int, str]:
         # cwd="/": the unprivileged user may not be allowed into our working directory.
         proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, cwd="/", env=self._env(), **self._popen_user(),
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            cwd="/",
+            env=self._env(),
+            **self._popen_user(),
         )
         try:
             out, _ = await asyncio.wait_for(proc.communicate(), time_limit)
         except TimeoutError:
             proc.kill()
             await proc.wait()
-            raise EmbeddedPostgresError(f"{Path(argv[0]).name} timed out after {time_limit:g} s") \
-                from None
+            raise EmbeddedPostgresError(
+                f"{Path(argv[0]).name} timed out after {time_limit:g} s"
+            ) from None
         return proc.returncode or 0, out.decode(errors="replace")
 
     def _read_password(self) -> str | None:
