@@ -21,8 +21,6 @@ What an agent comes back as (`restored_pause_reason`, pure):
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
@@ -32,6 +30,7 @@ import structlog
 from acd.agents import AgentState
 from acd.events import AcdEvent, AgentChanged
 from acd.live import AcdService
+from db.write_behind import WriteBehind
 
 log = structlog.get_logger(__name__)
 
@@ -64,10 +63,9 @@ class PresenceStore:
 
     def __init__(self, pool: asyncpg.Pool, *, retry_seconds: float = 1.0) -> None:
         self._pool = pool
-        self._retry_seconds = retry_seconds
-        self._pending: dict[str, SavedPresence] = {}
-        self._wake = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
+        self._behind: WriteBehind[str, SavedPresence] = WriteBehind(
+            "agent-presence", self._write, retry_seconds=retry_seconds
+        )
 
     # -- writing ----------------------------------------------------------------------------
     def on_acd_event(self, event: AcdEvent) -> None:
@@ -76,50 +74,22 @@ class PresenceStore:
             self.record(event.agent_id, event.view["state"], event.view.get("pause_reason"))
 
     def record(self, agent_id: str, state: str, pause_reason: str | None) -> None:
-        self._pending[agent_id] = SavedPresence(state, pause_reason)
-        self._wake.set()
+        self._behind.put(agent_id, SavedPresence(state, pause_reason))
 
     async def start(self) -> None:
-        self._writer = asyncio.create_task(self._write_forever(), name="agent-presence")
+        await self._behind.start()
 
     async def stop(self) -> None:
-        """Stop the writer, then write what is still pending (once, briefly)."""
-        if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
-            self._writer = None
-        try:
-            await asyncio.wait_for(self._write_pending(), timeout=5)
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-            log.error("agent_presence_not_saved", agents=sorted(self._pending), error=repr(exc))
+        await self._behind.stop()
 
-    async def _write_forever(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            try:
-                await self._write_pending()
-            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-                log.warning("agent_presence_write_failed", error=repr(exc))
-                self._wake.set()
-                await asyncio.sleep(self._retry_seconds)
-
-    async def _write_pending(self) -> None:
-        if not self._pending:
-            return
-        batch, self._pending = self._pending, {}
-        try:
-            await self._pool.executemany(
-                "INSERT INTO agent_presence (agent, state, pause_reason, changed_at)"
-                " VALUES ($1, $2, $3, now()) ON CONFLICT (agent) DO UPDATE"
-                " SET state = excluded.state, pause_reason = excluded.pause_reason,"
-                " changed_at = excluded.changed_at",
-                [(agent, p.state, p.pause_reason) for agent, p in batch.items()],
-            )
-        except BaseException:
-            self._pending = {**batch, **self._pending}  # newer changes win over the batch
-            raise
+    async def _write(self, batch: dict[str, SavedPresence]) -> None:
+        await self._pool.executemany(
+            "INSERT INTO agent_presence (agent, state, pause_reason, changed_at)"
+            " VALUES ($1, $2, $3, now()) ON CONFLICT (agent) DO UPDATE"
+            " SET state = excluded.state, pause_reason = excluded.pause_reason,"
+            " changed_at = excluded.changed_at",
+            [(agent, p.state, p.pause_reason) for agent, p in batch.items()],
+        )
 
     # -- reading, at start ------------------------------------------------------------------
     async def load(self) -> dict[str, SavedPresence]:

@@ -230,8 +230,11 @@ async def transfer_targets(request: web.Request) -> web.Response:
     colleagues = []
     for other in directory.by_name.values():
         state = acd.agent_view(other.name).get("state")
-        if other.name != agent.name and other.role == "agent" and state not in (None, "unknown",
-                                                                                 "logged_out"):
+        if (
+            other.name != agent.name
+            and other.role == "agent"
+            and state not in (None, "unknown", "logged_out")
+        ):
             colleagues.append(
                 {"name": other.name, "display_name": other.display_name,
                  "extension": other.sip_endpoint, "state": state}

@@ -80,7 +80,8 @@ def pooled(scenario: dict[str, Any], agents: int, policy: str, seeds: list[int])
         "offered": offered,
         "offers_by_rung": dict(sorted(rungs.items())),
         # calls offered to an agent at 4+ in the call's own group: how well calls are matched
-        "specialist_percent": 100.0 * sum(n for lv, n in levels.items() if lv >= 4)
+        "specialist_percent": 100.0
+        * sum(n for lv, n in levels.items() if lv >= 4)
         / max(1, sum(levels.values())),
         "sl_percent_by_language": {
             lang: round(100.0 * t / a, 1) if a else None for lang, (a, t) in sorted(by_lang.items())

@@ -126,9 +126,7 @@ async def main() -> int:
                 t1 = time.monotonic()
                 await asyncio.sleep(15)
                 held_cpu = (proc_usage(service.pid)[0] - cpu1) / (time.monotonic() - t1)
-                ast_held_cpu = (proc_usage(asterisk_pid)[0] - ast_cpu1) / (
-                    time.monotonic() - t1
-                )
+                ast_held_cpu = (proc_usage(asterisk_pid)[0] - ast_cpu1) / (time.monotonic() - t1)
                 rss_peak = max(rss_held, proc_usage(service.pid)[1])
                 await asyncio.gather(*holders)
                 figures["concurrent_calls"] = {

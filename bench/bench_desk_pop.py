@@ -131,8 +131,9 @@ async def main() -> int:
     path = write_result("desk_pop", figures)
     print(f"calls: {len(samples)} measured of {args.calls} ({failed} failed), {args.agents} desks")
     print(
-        "ring -> pop visible in the browser: median {median} ms, p95 {p95} ms, max {max} ms"
-        .format(**figures["ring_to_pop_visible_ms"])
+        "ring -> pop visible in the browser: median {median} ms, p95 {p95} ms, max {max} ms".format(
+            **figures["ring_to_pop_visible_ms"]
+        )
     )
     print(f"target p95 < 150 ms: {'met' if figures['met'] else 'NOT met'}; written to {path}")
     return 0

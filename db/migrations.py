@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 )
 """
 
+
 @dataclass(frozen=True, slots=True)
 class SchemaFile:
     name: str
@@ -56,9 +57,7 @@ def load_schema_files(schema_files: Sequence[tuple[str, Path]]) -> list[SchemaFi
     return loaded
 
 
-def plan_migrations(
-    files: Sequence[SchemaFile], applied: Mapping[str, str]
-) -> list[SchemaFile]:
+def plan_migrations(files: Sequence[SchemaFile], applied: Mapping[str, str]) -> list[SchemaFile]:
     """The files to apply, in the given order: new ones and those whose checksum changed."""
     return [f for f in files if applied.get(f.name) != f.checksum]
 

@@ -188,5 +188,3 @@ class CallHandler:
             live.answered_at = self._clock()
             live.answered.set()
             self._acd.answered(live.call_id)
-
-

@@ -375,9 +375,7 @@ class CallSession:
         offered_at = self._offered_at = h._clock()
         phones = h._desktops.phones_of(offer.agent_id)
         await h._records.update(self.db_id, offered_at=self._ts(offered_at))
-        await h._records.event(
-            self.db_id, "offered", {"agent": offer.agent_id, "rung": offer.rung}
-        )
+        await h._records.event(self.db_id, "offered", {"agent": offer.agent_id, "rung": offer.rung})
         if not phones:
             log.error("offered_agent_has_no_phone", agent=offer.agent_id)
             h._acd.ring_failed(self.call_id)

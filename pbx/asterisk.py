@@ -93,6 +93,7 @@ def ice_loopback_mapping(addresses: Sequence[str]) -> str:
 # The number residents dial (dialplans/extensions.conf routes it to the IVR).
 CITY_NUMBER = "19115"
 
+
 @dataclass(frozen=True)
 class AsteriskLocation:
     """Which Asterisk to run: a binary, and the chroot it lives in (None = the host's)."""

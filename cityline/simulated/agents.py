@@ -78,6 +78,7 @@ class SimulatedAgent:
         self.token = ""
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._saving: set[asyncio.Task[None]] = set()  # cases being saved: finished at a stop
         # Screen-pops by call id, in arrival order; a finished call takes the oldest open one.
         self._pops: dict[str, dict[str, Any]] = {}
         self._ended: asyncio.Queue[CallRecord] = asyncio.Queue()
@@ -126,6 +127,8 @@ class SimulatedAgent:
     async def stop(self) -> None:
         """Hang up and unregister the phone, then log out. Never raises."""
         await cancel_and_wait(self._tasks)
+        if self._saving:
+            await asyncio.wait(self._saving, timeout=HTTP_TIMEOUT.total)
         if self.phone is not None:
             await asyncio.to_thread(self.phone.stop)
         if self.token:
@@ -191,7 +194,12 @@ class SimulatedAgent:
                 continue  # rang but never answered: nothing to write up
             self.tally.finished += 1
             try:
-                await self._save_case(record)
+                # A case being saved when the demo stops is finished, not cut off half-sent
+                # (the service would store it while the tally never learnt of it).
+                save = asyncio.create_task(self._save_case(record))
+                self._saving.add(save)
+                save.add_done_callback(self._saving.discard)
+                await asyncio.shield(save)
                 pause = self.habits.draw_pause(self.rng)
                 if pause is not None:
                     await self._pause(*pause)

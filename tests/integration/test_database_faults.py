@@ -25,7 +25,7 @@ import structlog
 
 from cityline.simulated.sipp import call_with_keys
 from cityline.wiring import CityLine
-from db.embedded import pid_alive
+from db.embedded_host import pid_alive
 from tests.conftest import CityFactory
 from tests.integration.test_call_flow import ENGLISH_ROADS
 from tests.support.checks import eventually, only_call

@@ -13,7 +13,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from db.embedded import EmbeddedPostgres, EmbeddedPostgresError, free_port, pid_alive
+from db.embedded import EmbeddedPostgres
+from db.embedded_host import EmbeddedPostgresError, free_port, pid_alive
 from db.migrations import apply_migrations
 from db.pool import create_pool, redact
 from tests.support import postgres as support

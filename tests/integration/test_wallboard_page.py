@@ -182,7 +182,9 @@ async def test_screenshots_of_a_busy_board_at_desktop_and_tv_sizes(
     ]
     for desk in desks:
         await desk.arrive(ready=False)
-    await create_account(city, http, "filip", skills={"lang:pl": 5, "group:roads": 4})  # never logs in
+    await create_account(
+        city, http, "filip", skills={"lang:pl": 5, "group:roads": 4}
+    )  # never logs in
     admin = city.admin_token
     try:
         await post(city, http, "/api/agents/anna/state", admin, {"state": "ready"})
@@ -215,7 +217,9 @@ async def test_screenshots_of_a_busy_board_at_desktop_and_tv_sizes(
                 await expect(page.locator("#agent-rows tr")).to_have_count(6)
                 await expect(page.locator("#sl-today")).to_have_text("100%")
                 # English callers and no English speaker logged in: short, however full the floor
-                await expect(page.locator("#staffing-languages")).to_contain_text(unbroken("EN: 0 / —, "))
+                await expect(page.locator("#staffing-languages")).to_contain_text(
+                    unbroken("EN: 0 / —, ")
+                )
                 await expect(page.locator("#tile-staffing")).to_have_attribute("data-rating", "bad")
                 await page.wait_for_timeout(500)  # the chart's first frame
                 path = await screenshot(page, f"wallboard-{size}-{locale[:2]}")
@@ -476,7 +480,8 @@ async def test_a_pbx_fault_shows_above_the_board_until_it_is_mended(
         await expect(page.locator("#faults")).to_contain_text("residents cannot get through")
         await screenshot(page, "wallboard-pbx-down")
         async with http.get(
-            base_url(city) + "/api/wallboard", headers={"Authorization": f"Bearer {await _token(page)}"}
+            base_url(city) + "/api/wallboard",
+            headers={"Authorization": f"Bearer {await _token(page)}"},
         ) as response:
             assert (await response.json())["faults"]["pbx"]["state"] == "down"
         city.pbx.health.restarted(time.time())

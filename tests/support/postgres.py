@@ -24,7 +24,8 @@ from pathlib import Path
 import asyncpg
 import structlog
 
-from db.embedded import EmbeddedPostgres, _processes_in, free_port
+from db.embedded import EmbeddedPostgres
+from db.embedded_host import free_port, processes_in
 from db.migrations import apply_migrations
 from db.pool import create_pool, redact, with_database
 
@@ -243,7 +244,7 @@ class OwnServer:
         return self.server.dsn
 
     def processes(self) -> list[int]:
-        return _processes_in(self.server.data_dir)
+        return processes_in(self.server.data_dir)
 
     def freeze(self) -> None:
         self._frozen = self.processes()

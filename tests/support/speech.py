@@ -22,6 +22,7 @@ PHRASES = Path(__file__).parent.parent / "data" / "ko_test_pack_phrases.json"
 # The test pack's phrase for "street light out".
 STREET_LIGHT_OUT = "안녕하세요"
 
+
 def korean(text: str, tmp: Path) -> Speech:
     wav, raw = tmp / "say.wav", tmp / "say.raw"
     subprocess.run(["espeak-ng", "-v", "ko", "-w", str(wav), text], check=True, capture_output=True)

@@ -45,7 +45,10 @@ def test_waiting_counts_only_residents_nobody_has_answered() -> None:
 
 def test_the_wallboard_counts_residents_waiting_in_the_fallback_queue() -> None:
     acd = AcdService(Engine(stats=ServiceLevelWindows()), clock=lambda: 1000.0)
-    assert wallboard_state(acd.engine, acd.now(), acd.waiting_elsewhere)["live"]["calls"]["waiting"] == 0
+    assert (
+        wallboard_state(acd.engine, acd.now(), acd.waiting_elsewhere)["live"]["calls"]["waiting"]
+        == 0
+    )
     acd.waiting_elsewhere = lambda now: (2, 75.0)
     live = wallboard_state(acd.engine, acd.now(), acd.waiting_elsewhere)["live"]["calls"]
     assert (live["waiting"], live["waiting_in_fallback"], live["longest_wait"]) == (2, 2, 75.0)

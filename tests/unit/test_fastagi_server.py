@@ -546,6 +546,8 @@ async def test_with_a_key_only_connections_that_carry_it_become_calls(
         assert [e["reason"] for e in logs if e["event"] == "agi_session_refused"] == [
             "missing or wrong key"
         ] * 3
-        asterisk = await FakeAsterisk.connect(server.port, header(script="city?lang=en&key=s3cret-key"))
+        asterisk = await FakeAsterisk.connect(
+            server.port, header(script="city?lang=en&key=s3cret-key")
+        )
         await eventually(lambda: calls == ["en"])
         asterisk.close()

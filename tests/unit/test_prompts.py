@@ -22,6 +22,7 @@ from tests.support.requirements import require
 def prompt_tools() -> None:
     require(shutil.which("espeak-ng") and shutil.which("sox"), "espeak-ng or sox")
 
+
 # A few short prompts instead of the whole catalogue: the same code path, a fraction of the time.
 TEXTS: dict[str, dict[str, list[Segment]]] = {
     "en": {

@@ -22,10 +22,14 @@ x|17954.7|cityline-fallback|NONE|CONNECT|1
 def test_answered_abandoned_and_still_waiting_calls() -> None:
     answered, abandoned, waiting = queue_calls(LOG.splitlines(), "cityline-fallback")
     assert (answered.uniqueid, answered.caller, answered.member) == (
-        "17954.1", "48600111222", "PJSIP/agent-ola",
+        "17954.1",
+        "48600111222",
+        "PJSIP/agent-ola",
     )
     assert (answered.entered_at, answered.answered_at, answered.ended_at) == (
-        1795400010, 1795400013, 1795400100,
+        1795400010,
+        1795400013,
+        1795400100,
     )
     assert answered.wait_seconds == 3 and answered.outcome == "fallback"
     assert abandoned.answered_at is None and abandoned.wait_seconds == 21

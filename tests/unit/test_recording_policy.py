@@ -52,7 +52,11 @@ def test_a_call_linked_to_a_case_is_kept_for_the_case_period() -> None:
 
 def test_the_sweep_list_holds_only_what_expired_oldest_first() -> None:
     old, older, young, case_young, case_old = (
-        rec(100), rec(400), rec(10), rec(100, case=True), rec(366, case=True)
+        rec(100),
+        rec(400),
+        rec(10),
+        rec(100, case=True),
+        rec(366, case=True),
     )
     found = expired([old, young, case_young, older, case_old], DEFAULTS, NOW)
     # Ordered by when each expired: 310 days ago, 10 days ago, yesterday.
@@ -86,7 +90,9 @@ def test_archive_days_past_the_shortest_period() -> None:
     # A day's files are all older than 90 days once 90 days have passed since its end.
     assert day_past_retention(date(2026, 3, 31), DEFAULTS, datetime(2026, 6, 30, tzinfo=UTC))
     assert not day_past_retention(date(2026, 4, 1), DEFAULTS, datetime(2026, 6, 30, tzinfo=UTC))
-    assert not day_past_retention(date(2000, 1, 1), Retention.of({"answered": None, "case": None}), NOW)
+    assert not day_past_retention(
+        date(2000, 1, 1), Retention.of({"answered": None, "case": None}), NOW
+    )
 
 
 def test_stored_files_are_served_as_what_they_are() -> None:

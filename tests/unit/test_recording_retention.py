@@ -87,9 +87,17 @@ async def test_expired_recordings_go_with_an_event_and_an_audit_row(tmp_path: Pa
     ]  # fmt: skip
     [entry] = audit.entries
     assert (entry.call_id, entry.action, entry.actor, entry.reason) == (
-        old, "deleted", "retention", "retention_expired")
+        old,
+        "deleted",
+        "retention",
+        "retention_expired",
+    )
     assert (entry.retention_kind, entry.retention_days, entry.file_found, entry.bytes) == (
-        "answered", 90, True, 104)
+        "answered",
+        90,
+        True,
+        104,
+    )
     assert entry.recorded_at == NOW - timedelta(days=91)
 
 
@@ -174,7 +182,9 @@ async def test_deletion_by_hand_records_who_and_why(tmp_path: Path) -> None:
     sweeper = keeper(calls, audit, tmp_path)
     assert await sweeper.delete_by_request(call_id, actor="admin", reason="erasure request 12/2026")
     assert calls.rows[call_id]["recording_path"] is None
-    assert audit.entries[0].actor == "admin" and audit.entries[0].reason == "erasure request 12/2026"
+    assert (
+        audit.entries[0].actor == "admin" and audit.entries[0].reason == "erasure request 12/2026"
+    )
     assert audit.entries[0].retention_kind is None
     assert calls.events[0][1] == "recording_deleted"
     assert not await sweeper.delete_by_request(call_id, actor="admin", reason="again")
