@@ -46,7 +46,7 @@ WALLBOARD_LIMIT = 4096  # acd/http.py
 # Closing codes that mean "your frame broke the protocol", a clean end of that connection.
 CLEAN_CLOSES = {1002, 1003, 1007, 1009}
 # What the server must never log while being fuzzed.
-FAULTS = {"http_handler_failed", "agent_presence_write_failed", "desktop_message_failed"}
+FAULTS = {"http_handler_failed", "write_behind_failed", "write_behind_not_saved"}
 
 
 @dataclass
