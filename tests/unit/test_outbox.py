@@ -7,18 +7,8 @@ import asyncio
 from typing import Any
 
 from agent_client.desktops import DesktopHub
+from tests.support.transports import FakeTransport
 from web.outbox import TOO_SLOW, Outbox
-
-
-class FakeTransport:
-    def __init__(self) -> None:
-        self.aborted = False
-
-    def abort(self) -> None:
-        self.aborted = True
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return default
 
 
 class FakeSocket:

@@ -12,17 +12,7 @@ from acd.engine import Engine
 from acd.live import AcdService
 from acd.service_level import ServiceLevelWindows
 from acd.wallboard_hub import WallboardHub
-
-
-class FakeTransport:
-    def __init__(self) -> None:
-        self.aborted = False
-
-    def abort(self) -> None:
-        self.aborted = True
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return default
+from tests.support.transports import FakeTransport
 
 
 class FakeSocket:
